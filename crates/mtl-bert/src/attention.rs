@@ -1,0 +1,139 @@
+//! Multi-head self-attention with a padding mask, and its output projection (post-LayerNorm).
+
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::config::BertConfig;
+
+/// The additive attention bias of a padded batch: 0 for real tokens and the most negative
+/// finite float for padding, as `transformers` builds it from `attention_mask`.
+///
+/// `[batch, seq]` mask of 1.0 (token) and 0.0 (padding) -> `[batch, 1, 1, seq]`.
+pub fn attention_bias(attention_mask: Tensor<2>) -> Tensor<4> {
+    let [batch, seq_len] = attention_mask.dims();
+    (attention_mask.neg() + 1.0)
+        .mul_scalar(f32::MIN)
+        .reshape([batch, 1, 1, seq_len])
+}
+
+/// Query, key and value projections and scaled dot-product attention over all heads
+/// (`attention.self` in the checkpoint).
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    /// `[hidden, hidden]` query projection.
+    pub query: Linear,
+    /// `[hidden, hidden]` key projection.
+    pub key: Linear,
+    /// `[hidden, hidden]` value projection.
+    pub value: Linear,
+    /// `attention_probs_dropout_prob` on the attention probabilities, in training only.
+    pub dropout: Dropout,
+    /// Number of heads.
+    pub num_heads: usize,
+}
+
+impl BertSelfAttention {
+    /// Builds randomly initialised projections for `config` on `device`.
+    pub fn init(config: &BertConfig, device: &Device) -> Self {
+        let linear = || LinearConfig::new(config.hidden_size, config.hidden_size).init(device);
+        Self {
+            query: linear(),
+            key: linear(),
+            value: linear(),
+            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`.
+    pub fn forward(&self, hidden: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        let [batch, seq_len, width] = hidden.dims();
+        let heads = |linear: &Linear| {
+            linear
+                .forward(hidden.clone())
+                .reshape([batch, seq_len, self.num_heads, width / self.num_heads])
+                .swap_dims(1, 2)
+        };
+        let (query, key, value) = (heads(&self.query), heads(&self.key), heads(&self.value));
+        let context = if self.dropout_active(&hidden) {
+            // The fused kernel has no dropout: spell attention out when it must drop.
+            let scale = ((width / self.num_heads) as f64).sqrt().recip();
+            let scores = query.matmul(key.swap_dims(2, 3)).mul_scalar(scale) + bias;
+            self.dropout.forward(softmax(scores, 3)).matmul(value)
+        } else {
+            attention(
+                query,
+                key,
+                value,
+                None,
+                Some(bias),
+                AttentionModuleOptions::default(),
+            )
+        };
+        context.swap_dims(1, 2).reshape([batch, seq_len, width])
+    }
+
+    fn dropout_active(&self, hidden: &Tensor<3>) -> bool {
+        self.dropout.prob > 0.0
+            && self.dropout.training.is_enabled()
+            && hidden.device().is_autodiff()
+    }
+}
+
+/// Output projection, dropout, residual and LayerNorm (`attention.output` in the checkpoint).
+#[derive(Module, Debug)]
+pub struct BertSelfOutput {
+    /// `[hidden, hidden]` projection.
+    pub dense: Linear,
+    /// `attention.output.LayerNorm` in the checkpoint.
+    pub layer_norm: LayerNorm,
+    /// `hidden_dropout_prob`, in training only.
+    pub dropout: Dropout,
+}
+
+impl BertSelfOutput {
+    /// Builds a randomly initialised output block for `config` on `device`.
+    pub fn init(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            dense: LinearConfig::new(config.hidden_size, config.hidden_size).init(device),
+            layer_norm: LayerNormConfig::new(config.hidden_size)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    /// `LayerNorm(dropout(dense(context)) + residual)`, all `[batch, seq, hidden]`.
+    pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let projected = self.dropout.forward(self.dense.forward(context));
+        self.layer_norm.forward(projected + residual)
+    }
+}
+
+/// Self-attention followed by its output block (`attention` in the checkpoint).
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    /// `attention.self` in the checkpoint (`self` is a Rust keyword).
+    pub self_attention: BertSelfAttention,
+    /// `attention.output` in the checkpoint.
+    pub output: BertSelfOutput,
+}
+
+impl BertAttention {
+    /// Builds a randomly initialised attention block for `config` on `device`.
+    pub fn init(config: &BertConfig, device: &Device) -> Self {
+        Self {
+            self_attention: BertSelfAttention::init(config, device),
+            output: BertSelfOutput::init(config, device),
+        }
+    }
+
+    /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`.
+    pub fn forward(&self, hidden: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        let context = self.self_attention.forward(hidden.clone(), bias);
+        self.output.forward(context, hidden)
+    }
+}

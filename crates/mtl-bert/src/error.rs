@@ -1,0 +1,134 @@
+//! The encoder crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading or running a BERT encoder.
+///
+/// Every variant names the file, tensor or setting at fault, so the message alone tells a user
+/// what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A required file is not in a model directory.
+    #[error("{} has no {file}{hint}", dir.display())]
+    MissingFile {
+        /// The model directory.
+        dir: PathBuf,
+        /// The file (or the alternatives) that was looked for.
+        file: String,
+        /// Extra advice, starting with "; " (empty when there is none).
+        hint: String,
+    },
+    /// A JSON file is not valid or does not have the expected fields.
+    #[error("{}: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error, with line and column.
+        source: serde_json::Error,
+    },
+    /// A configuration asks for something this implementation does not support.
+    #[error("{}: unsupported {field} {value:?} (supported: {supported})", path.display())]
+    UnsupportedConfig {
+        /// The configuration file.
+        path: PathBuf,
+        /// The field, e.g. `hidden_act`.
+        field: &'static str,
+        /// The value found.
+        value: String,
+        /// What is supported.
+        supported: &'static str,
+    },
+    /// A configuration is inconsistent, e.g. a hidden size not divisible by the head count.
+    #[error("{}: invalid configuration: {message}", path.display())]
+    InvalidConfig {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A weights file is not a valid checkpoint (truncated, corrupt or of another format).
+    #[error("{}: not a valid checkpoint: {message}", path.display())]
+    CorruptCheckpoint {
+        /// The weights file.
+        path: PathBuf,
+        /// What the reader reported.
+        message: String,
+    },
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("{}: missing tensor `{name}` (expected shape {expected:?})", path.display())]
+    MissingTensor {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor's name, as Hugging Face names it.
+        name: String,
+        /// The shape the model expects.
+        expected: Vec<usize>,
+    },
+    /// The checkpoint holds a tensor the model does not have.
+    #[error("{}: unexpected tensor `{name}` with shape {shape:?} (not part of the model)", path.display())]
+    UnexpectedTensor {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor's name in the file.
+        name: String,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+    /// A tensor in the checkpoint has another shape than the model's configuration implies.
+    #[error("{}: tensor `{name}` has shape {found:?}, expected {expected:?}", path.display())]
+    ShapeMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor's name, as Hugging Face names it.
+        name: String,
+        /// The shape the model expects.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor has a data type that cannot hold weights (e.g. integers where floats belong).
+    #[error("{}: tensor `{name}` has data type {dtype}, expected a float type", path.display())]
+    UnsupportedDtype {
+        /// The weights file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// The data type found.
+        dtype: String,
+    },
+    /// The tokenizer files could not be loaded or configured.
+    #[error("{}: tokenizer: {message}", path.display())]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Tokenizing input text failed.
+    #[error("tokenizing input failed: {0}")]
+    Encoding(String),
+    /// A backend was named that is unknown or not compiled into this build.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
