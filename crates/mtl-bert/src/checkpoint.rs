@@ -95,6 +95,11 @@ impl Checkpoint {
         self.tensors.contains_key(name)
     }
 
+    /// The shape of a tensor, if the checkpoint has it.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.get(name).map(|t| t.shape.to_vec())
+    }
+
     /// Whether any tensor name starts with `prefix`.
     pub fn has_prefix(&self, prefix: &str) -> bool {
         self.tensors

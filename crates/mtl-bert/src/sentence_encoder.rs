@@ -4,6 +4,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::BertConfig;
 use crate::error::{Error, Result};
 use crate::model::BertModel;
@@ -79,13 +80,23 @@ pub struct SentenceEncoder {
 impl SentenceEncoder {
     /// Loads a model directory (see [`ModelDir`]) onto `device`, for inference (no autodiff
     /// graph is recorded even if `device` has autodiff).
+    ///
+    /// A multi-task model directory (one with `mtl.json`) works too: its encoder is loaded and
+    /// its classification heads (`heads.*`) are left out.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = ModelDir::new(dir.as_ref())?;
         let config = dir.config()?;
         let defaults = dir.sentence_defaults(&config)?;
         let tokenizer = dir.tokenizer(defaults.max_seq_length)?;
         let device = device.clone().without_autodiff();
-        let model = BertModel::load(dir.weights()?, &config, &device)?;
+        let mut checkpoint = Checkpoint::open(dir.weights()?)?;
+        let model = BertModel::from_checkpoint(&mut checkpoint, &config, &device)?;
+        let heads: &[&str] = if dir.file("mtl.json").is_file() {
+            &["heads."]
+        } else {
+            &[]
+        };
+        checkpoint.finish(heads)?;
         Ok(Self::new(model, tokenizer, config, defaults))
     }
 
@@ -152,14 +163,12 @@ impl SentenceEncoder {
     ) -> Result<Embeddings> {
         let (pooling, normalize, tokenizer) = self.resolve(options)?;
         let encodings = tokenizer.encode(texts)?;
-        let mut order: Vec<usize> = (0..encodings.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].len()));
         let dim = self.dim();
         let mut values = vec![0.0f32; texts.len() * dim];
-        for chunk in order.chunks(options.batch_size) {
-            let batch = tokenizer.pad(chunk.iter().map(|&i| encodings[i].clone()).collect())?;
+        for batch in tokenizer.length_sorted_batches(encodings, options.batch_size) {
+            let (positions, batch) = batch?;
             let embedded = self.embed_batch(&batch, pooling, normalize)?;
-            for (row, &i) in embedded.chunks_exact(dim).zip(chunk) {
+            for (row, &i) in embedded.chunks_exact(dim).zip(&positions) {
                 values[i * dim..(i + 1) * dim].copy_from_slice(row);
             }
         }

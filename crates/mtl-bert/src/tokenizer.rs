@@ -231,6 +231,26 @@ impl BertTokenizer {
             .map_err(|e| Error::Encoding(e.to_string()))
     }
 
+    /// Groups tokenizations into batches of at most `batch_size`, longest first, each padded
+    /// to its longest member; yields each batch with the positions of its texts in
+    /// `encodings`. Sorting by length keeps padding (wasted compute) small.
+    pub fn length_sorted_batches(
+        &self,
+        encodings: Vec<Encoding>,
+        batch_size: usize,
+    ) -> impl Iterator<Item = Result<(Vec<usize>, TokenBatch)>> + '_ {
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].len()));
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect();
+        chunks.into_iter().map(move |chunk| {
+            let batch = self.pad(chunk.iter().map(|&i| encodings[i].clone()).collect())?;
+            Ok((chunk, batch))
+        })
+    }
+
     /// Pads tokenizations to the longest of them: ids, token types and attention mask as the
     /// tokenizer makes them.
     pub fn pad(&self, mut encodings: Vec<Encoding>) -> Result<TokenBatch> {

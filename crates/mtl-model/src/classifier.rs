@@ -1,0 +1,377 @@
+//! A multi-task model with its tokenizer and configuration: build, load, predict, save.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use mtl_bert::checkpoint::{Checkpoint, collect_tensors, hf_name, write_atomic, write_safetensors};
+use mtl_bert::{BertConfig, BertModel, BertTokenizer, ModelDir, Pooling};
+use serde::Serialize;
+
+use crate::config::{FORMAT_VERSION, MtlConfig, SavedConfig};
+use crate::error::{Error, Result};
+use crate::model::MultiTaskModel;
+
+/// The multi-task configuration file of a saved model.
+pub const CONFIG_FILE: &str = "mtl.json";
+
+/// One task's prediction for one text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The task.
+    pub task: String,
+    /// The most probable label.
+    pub label: String,
+    /// Its index in the task's label list.
+    pub label_index: usize,
+    /// The probability of every label, in the task's label order (softmax of the logits).
+    pub probabilities: Vec<f32>,
+}
+
+/// A [`MultiTaskModel`] with the tokenizer and configurations that make it usable on text.
+///
+/// A saved model is a directory: the encoder's Hugging Face `config.json`, its tokenizer files,
+/// `model.safetensors` (encoder tensors under Hugging Face's names, so
+/// `transformers.BertModel.from_pretrained(dir)` loads the fine-tuned encoder; heads under
+/// `heads.<task>.*`), `mtl.json` (tasks, labels, pooling, dropout, versions), and
+/// sentence-transformers' `sentence_bert_config.json` / `1_Pooling/config.json` so that the
+/// directory also works as a sentence encoder with the heads' pooling.
+#[derive(Debug)]
+pub struct MultiTaskClassifier {
+    /// The module (public so a trainer can replace it with trained weights).
+    pub model: MultiTaskModel,
+    config: MtlConfig,
+    bert_config: BertConfig,
+    tokenizer: BertTokenizer,
+    tokenizer_files: Vec<(String, Vec<u8>)>,
+}
+
+impl MultiTaskClassifier {
+    /// A new model: the pretrained encoder of `encoder_dir` (any model directory, including
+    /// a saved multi-task model, whose heads are then ignored) and fresh heads for
+    /// `config.tasks`, initialised from `seed`. Use an autodiff `device` to train it.
+    pub fn from_pretrained(
+        encoder_dir: impl AsRef<Path>,
+        mut config: MtlConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let dir = ModelDir::new(encoder_dir.as_ref())?;
+        let bert_config = dir.config()?;
+        let default_length = dir.sentence_defaults(&bert_config)?.max_seq_length;
+        let max_seq_length = check_fits(
+            config.max_seq_length.unwrap_or(default_length),
+            &bert_config,
+        )?;
+        config.max_seq_length = Some(max_seq_length);
+        let tokenizer = dir.tokenizer(max_seq_length)?;
+        let mut checkpoint = Checkpoint::open(dir.weights()?)?;
+        let encoder = BertModel::from_checkpoint(&mut checkpoint, &bert_config, device)?;
+        checkpoint.finish(&["heads."])?;
+        check_pooler(&config, &encoder)?;
+        let model = MultiTaskModel::new(encoder, &config, seed, device);
+        Ok(Self {
+            model,
+            tokenizer_files: read_tokenizer_files(&dir)?,
+            config,
+            bert_config,
+            tokenizer,
+        })
+    }
+
+    /// Loads a saved model directory onto `device`.
+    ///
+    /// Fails with [`Error::IncompatibleVersion`] for another format version, with
+    /// [`Error::LabelMismatch`] when a head's size does not match its task's labels, and with
+    /// the encoder crate's errors for missing, unexpected or misshapen tensors.
+    pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let root = dir.as_ref();
+        let config = read_saved_config(root)?;
+        let dir = ModelDir::new(root)?;
+        let bert_config = dir.config()?;
+        let length = config
+            .max_seq_length
+            .unwrap_or(bert_config.max_position_embeddings);
+        let tokenizer = dir.tokenizer(check_fits(length, &bert_config)?)?;
+        let mut checkpoint = Checkpoint::open(dir.weights()?)?;
+        let encoder = BertModel::from_checkpoint(&mut checkpoint, &bert_config, device)?;
+        check_pooler(&config, &encoder)?;
+        let mut model = MultiTaskModel::new(encoder, &config, 0, device);
+        let mut heads = Vec::with_capacity(config.tasks.len());
+        for (task, head) in config.tasks.iter().zip(std::mem::take(&mut model.heads)) {
+            let bias = format!("heads.{}.output.bias", task.name);
+            if let Some(shape) = checkpoint.shape(&bias)
+                && shape != [task.labels.len()]
+            {
+                return Err(Error::LabelMismatch {
+                    path: checkpoint.path().to_path_buf(),
+                    task: task.name.clone(),
+                    labels: task.labels.len(),
+                    outputs: shape.first().copied().unwrap_or(0),
+                });
+            }
+            heads.push(checkpoint.load_into(head, |path| format!("heads.{}.{path}", task.name))?);
+        }
+        model.heads = heads;
+        checkpoint.finish(&[])?;
+        Ok(Self {
+            model,
+            tokenizer_files: read_tokenizer_files(&dir)?,
+            config,
+            bert_config,
+            tokenizer,
+        })
+    }
+
+    /// The tasks, labels, pooling and dropout.
+    pub fn config(&self) -> &MtlConfig {
+        &self.config
+    }
+
+    /// The encoder's configuration.
+    pub fn bert_config(&self) -> &BertConfig {
+        &self.bert_config
+    }
+
+    /// The tokenizer (truncating to `config().max_seq_length` tokens).
+    pub fn tokenizer(&self) -> &BertTokenizer {
+        &self.tokenizer
+    }
+
+    /// The device of the model's parameters.
+    pub fn device(&self) -> Device {
+        self.model
+            .devices()
+            .into_iter()
+            .next()
+            .expect("the model has parameters")
+    }
+
+    /// The index of the task called `name`.
+    pub fn task_index(&self, name: &str) -> Result<usize> {
+        self.config.task_index(name)
+    }
+
+    /// Predicts every task (`task` = `None`) or one task for each text, in `batch_size`
+    /// batches sorted by length; one `Vec<Prediction>` per text, in the texts' order, each in
+    /// task order. With every task, the encoder runs once per batch.
+    pub fn predict<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        task: Option<&str>,
+        batch_size: usize,
+    ) -> Result<Vec<Vec<Prediction>>> {
+        let tasks: Vec<usize> = match task {
+            Some(name) => vec![self.task_index(name)?],
+            None => (0..self.config.tasks.len()).collect(),
+        };
+        let model = self.model.valid();
+        let device = self.device().without_autodiff();
+        let encodings = self.tokenizer.encode(texts)?;
+        let mut predictions = vec![Vec::new(); texts.len()];
+        for batch in self.tokenizer.length_sorted_batches(encodings, batch_size) {
+            let (positions, batch) = batch?;
+            let input = batch.to_input(&device);
+            let pooled = model.pooled(&input);
+            for &task in &tasks {
+                let probabilities = softmax(model.head_logits(pooled.clone(), task), 1);
+                let labels = &self.config.tasks[task].labels;
+                let values: Vec<f32> = probabilities.into_data().try_into_vec().map_err(|e| {
+                    mtl_bert::Error::Encoding(format!("reading predictions back: {e:?}"))
+                })?;
+                for (row, &position) in values.chunks_exact(labels.len()).zip(&positions) {
+                    predictions[position].push(prediction(
+                        &self.config.tasks[task].name,
+                        labels,
+                        row,
+                    ));
+                }
+            }
+        }
+        Ok(predictions)
+    }
+
+    /// Saves the model as a directory (see the type's documentation).
+    ///
+    /// Everything is written to a temporary directory beside `dir`, which then replaces `dir`;
+    /// `dir` itself is never half-written. An existing `dir` is replaced only if it is empty or
+    /// a saved model (it has `mtl.json`).
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if dir.exists() && !replaceable(dir)? {
+            return Err(Error::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not a saved model; refusing to replace it",
+                ),
+            ));
+        }
+        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".mtl-model.partial-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        self.write_files(staging.path())?;
+        let staged = staging.keep();
+        replace_dir(&staged, dir)
+    }
+
+    fn write_files(&self, dir: &Path) -> Result<()> {
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            write_atomic(&path, bytes).map_err(|e| Error::io(&path, e))
+        };
+        write("config.json", self.bert_config.to_json().as_bytes())?;
+        for (name, bytes) in &self.tokenizer_files {
+            write(name, bytes)?;
+        }
+        let saved = SavedConfig {
+            format_version: FORMAT_VERSION,
+            crate_version: env!("CARGO_PKG_VERSION").to_owned(),
+            config: self.config.clone(),
+        };
+        write(CONFIG_FILE, to_json(&saved).as_bytes())?;
+        let sentence = serde_json::json!({"max_seq_length": self.config.max_seq_length, "do_lower_case": false});
+        write("sentence_bert_config.json", to_json(&sentence).as_bytes())?;
+        if let Some(mode) = match self.config.pooling {
+            Pooling::Cls => Some("pooling_mode_cls_token"),
+            Pooling::Mean => Some("pooling_mode_mean_tokens"),
+            Pooling::Max => Some("pooling_mode_max_tokens"),
+            Pooling::Pooler => None,
+        } {
+            let pooling = serde_json::json!({
+                "word_embedding_dimension": self.bert_config.hidden_size,
+                mode: true,
+            });
+            write("1_Pooling/config.json", to_json(&pooling).as_bytes())?;
+        }
+        let mut tensors = collect_tensors(&self.model.encoder, hf_name);
+        for (task, head) in self.config.tasks.iter().zip(&self.model.heads) {
+            tensors.extend(collect_tensors(head, |path| {
+                format!("heads.{}.{path}", task.name)
+            }));
+        }
+        write_safetensors(&dir.join("model.safetensors"), tensors)?;
+        Ok(())
+    }
+}
+
+fn prediction(task: &str, labels: &[String], probabilities: &[f32]) -> Prediction {
+    let (label_index, _) = probabilities
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &p)| {
+            if p > best.1 { (i, p) } else { best }
+        });
+    Prediction {
+        task: task.to_owned(),
+        label: labels[label_index].clone(),
+        label_index,
+        probabilities: probabilities.to_vec(),
+    }
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("configs serialise") + "\n"
+}
+
+fn check_fits(max_seq_length: usize, bert: &BertConfig) -> Result<usize> {
+    if max_seq_length > bert.max_position_embeddings {
+        return Err(Error::InvalidConfig(format!(
+            "max_seq_length {max_seq_length} exceeds the encoder's {} positions",
+            bert.max_position_embeddings
+        )));
+    }
+    Ok(max_seq_length)
+}
+
+fn check_pooler(config: &MtlConfig, encoder: &BertModel) -> Result<()> {
+    if config.pooling == Pooling::Pooler && encoder.pooler.is_none() {
+        return Err(Error::InvalidConfig(
+            "pooling `pooler` needs an encoder checkpoint with pooler weights; this one has none"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+fn read_saved_config(dir: &Path) -> Result<MtlConfig> {
+    let path = dir.join(CONFIG_FILE);
+    if !path.is_file() {
+        return Err(Error::MissingFile {
+            dir: dir.to_path_buf(),
+            file: CONFIG_FILE,
+        });
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let json = |source| Error::Json {
+        path: path.clone(),
+        source,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(json)?;
+    let found = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if found != u64::from(FORMAT_VERSION) {
+        return Err(Error::IncompatibleVersion {
+            path,
+            found: u32::try_from(found).unwrap_or(u32::MAX),
+            saved_by: value
+                .get("crate_version")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned(),
+            supported: FORMAT_VERSION,
+        });
+    }
+    let saved: SavedConfig = serde_json::from_value(value).map_err(json)?;
+    saved.config.validate()?;
+    Ok(saved.config)
+}
+
+fn read_tokenizer_files(dir: &ModelDir) -> Result<Vec<(String, Vec<u8>)>> {
+    dir.tokenizer_files()
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let name = path
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            Ok((name, bytes))
+        })
+        .collect()
+}
+
+fn replaceable(dir: &Path) -> Result<bool> {
+    if !dir.is_dir() {
+        return Ok(false);
+    }
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .next()
+        .is_none();
+    Ok(empty || dir.join(CONFIG_FILE).is_file())
+}
+
+/// Moves `staged` to `dir`, replacing what is there; `dir` is either the old or the new one.
+fn replace_dir(staged: &Path, dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return std::fs::rename(staged, dir).map_err(|e| Error::io(dir, e));
+    }
+    let old = staged.with_extension("old");
+    std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
+    std::fs::rename(staged, dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))
+}

@@ -1,0 +1,227 @@
+//! The multi-task configuration: tasks, labels, heads, pooling and dropout (`mtl.json`).
+
+use std::collections::HashSet;
+
+use mtl_bert::Pooling;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The version of the saved-model format this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The classifier on top of the pooled sentence vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum HeadKind {
+    /// One linear layer: `hidden -> labels` (as `BertForSequenceClassification`).
+    #[default]
+    Linear,
+    /// One hidden layer: `hidden -> width`, tanh, dropout, `width -> labels`.
+    Mlp {
+        /// Width of the hidden layer.
+        width: usize,
+    },
+}
+
+/// One task: its name, its labels in output order, and its head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    /// The task's name (`topic`, `sentiment`, ...), unique within a model.
+    pub name: String,
+    /// Label names; the head's output `i` is `labels[i]`.
+    pub labels: Vec<String>,
+    /// The head. Default: linear.
+    #[serde(default)]
+    pub head: HeadKind,
+}
+
+impl TaskConfig {
+    /// A task with a linear head.
+    pub fn new(name: impl Into<String>, labels: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            head: HeadKind::Linear,
+        }
+    }
+}
+
+/// Everything besides the encoder's own `config.json` that rebuilds a multi-task model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MtlConfig {
+    /// The tasks, in head order.
+    pub tasks: Vec<TaskConfig>,
+    /// Dropout on the pooled vector before every head (and inside MLP heads), in training
+    /// only. Default: 0.1.
+    #[serde(default = "default_dropout")]
+    pub dropout: f64,
+    /// How token vectors become the vector the heads see. Default: mean, because
+    /// all-MiniLM-L6-v2 was trained (by sentence-transformers) to produce mean-pooled sentence
+    /// vectors, while its pooler weights were never trained.
+    #[serde(default = "default_pooling")]
+    pub pooling: Pooling,
+    /// Truncation length in tokens (special tokens included). Default (`None`): the encoder
+    /// directory's `max_seq_length` (256 for all-MiniLM-L6-v2), else its position limit. A
+    /// model built by [`crate::MultiTaskClassifier`] always has it set.
+    #[serde(default)]
+    pub max_seq_length: Option<usize>,
+}
+
+fn default_dropout() -> f64 {
+    0.1
+}
+
+fn default_pooling() -> Pooling {
+    Pooling::Mean
+}
+
+impl MtlConfig {
+    /// A configuration of `tasks` with the default dropout, pooling and length.
+    pub fn new(tasks: Vec<TaskConfig>) -> Self {
+        Self {
+            tasks,
+            dropout: default_dropout(),
+            pooling: default_pooling(),
+            max_seq_length: None,
+        }
+    }
+
+    /// Checks: at least one task, unique non-empty names, at least two distinct labels per
+    /// task, a positive MLP width, dropout in [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::InvalidConfig(m));
+        if self.tasks.is_empty() {
+            return invalid("no tasks".into());
+        }
+        let mut names = HashSet::new();
+        for task in &self.tasks {
+            if task.name.is_empty() || task.name.contains(['.', '/']) {
+                return invalid(format!(
+                    "task name {:?} must be non-empty without '.' or '/'",
+                    task.name
+                ));
+            }
+            if !names.insert(&task.name) {
+                return invalid(format!("task {:?} appears twice", task.name));
+            }
+            if task.labels.len() < 2 {
+                return invalid(format!("task {:?} needs at least two labels", task.name));
+            }
+            let distinct: HashSet<_> = task.labels.iter().collect();
+            if distinct.len() != task.labels.len() {
+                return invalid(format!("task {:?} repeats a label", task.name));
+            }
+            if task.head == (HeadKind::Mlp { width: 0 }) {
+                return invalid(format!("task {:?}: MLP width must be positive", task.name));
+            }
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return invalid(format!("dropout {} is not in [0, 1)", self.dropout));
+        }
+        if let Some(n) = self.max_seq_length
+            && n < 3
+        {
+            return invalid(format!("max_seq_length {n} is below 3"));
+        }
+        Ok(())
+    }
+
+    /// The index of the task called `name`.
+    pub fn task_index(&self, name: &str) -> Result<usize> {
+        self.tasks
+            .iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| Error::UnknownTask {
+                name: name.to_owned(),
+                known: self.task_names(),
+            })
+    }
+
+    /// The task names, in head order.
+    pub fn task_names(&self) -> Vec<String> {
+        self.tasks.iter().map(|t| t.name.clone()).collect()
+    }
+}
+
+/// `mtl.json`: the configuration plus the versions that wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SavedConfig {
+    pub format_version: u32,
+    pub crate_version: String,
+    #[serde(flatten)]
+    pub config: MtlConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> MtlConfig {
+        MtlConfig::new(vec![
+            TaskConfig::new("topic", &["business", "sport"]),
+            TaskConfig::new("sentiment", &["negative", "neutral", "positive"]),
+        ])
+    }
+
+    #[test]
+    fn valid_config_passes_and_tasks_resolve() {
+        let config = config();
+        config.validate().unwrap();
+        assert_eq!(config.task_index("sentiment").unwrap(), 1);
+        let err = config.task_index("spam").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown task \"spam\" (this model's tasks: topic, sentiment)"
+        );
+    }
+
+    #[test]
+    fn invalid_configs_are_explained() {
+        let mut dup = config();
+        dup.tasks[1].name = "topic".into();
+        assert!(
+            dup.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("appears twice")
+        );
+        let mut one_label = config();
+        one_label.tasks[0].labels.truncate(1);
+        assert!(
+            one_label
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("at least two labels")
+        );
+        assert!(
+            MtlConfig::new(vec![])
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no tasks")
+        );
+        let mut dropout = config();
+        dropout.dropout = 1.0;
+        assert!(
+            dropout
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("dropout")
+        );
+    }
+
+    #[test]
+    fn json_round_trip_with_defaults() {
+        let json = r#"{"tasks": [{"name": "t", "labels": ["a", "b"], "head": {"kind": "mlp", "width": 8}}]}"#;
+        let parsed: MtlConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed.dropout, 0.1);
+        assert_eq!(parsed.pooling, Pooling::Mean);
+        assert_eq!(parsed.tasks[0].head, HeadKind::Mlp { width: 8 });
+        let again: MtlConfig =
+            serde_json::from_str(&serde_json::to_string(&parsed).unwrap()).unwrap();
+        assert_eq!(again, parsed);
+    }
+}

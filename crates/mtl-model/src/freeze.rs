@@ -1,0 +1,197 @@
+//! Choosing which parts of a multi-task model train.
+//!
+//! Freezing a part stops gradients for its parameters (an optimizer then leaves them exactly as
+//! they are) and turns its dropout off, as Burn's `Module::freeze` does; unfreezing restores
+//! both. Parts are named as on the command line: `all`, `encoder`, `embeddings`, `layers:K`
+//! (the bottom K encoder layers), `layer:I` (encoder layer I, 0 = bottom), `head:NAME`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::Tensor;
+
+use crate::config::MtlConfig;
+use crate::error::{Error, Result};
+use crate::model::MultiTaskModel;
+
+/// A part of a [`MultiTaskModel`] that can be frozen or unfrozen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelPart {
+    /// The whole model.
+    All,
+    /// The encoder (embeddings, layers and pooler).
+    Encoder,
+    /// The embeddings (word, position, token type, their LayerNorm).
+    Embeddings,
+    /// The bottom `k` encoder layers (`0..k`).
+    BottomLayers(usize),
+    /// Encoder layer `i` (0 = the one above the embeddings).
+    Layer(usize),
+    /// The head of the task with this name.
+    Head(String),
+}
+
+impl fmt::Display for ModelPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelPart::All => f.write_str("all"),
+            ModelPart::Encoder => f.write_str("encoder"),
+            ModelPart::Embeddings => f.write_str("embeddings"),
+            ModelPart::BottomLayers(k) => write!(f, "layers:{k}"),
+            ModelPart::Layer(i) => write!(f, "layer:{i}"),
+            ModelPart::Head(name) => write!(f, "head:{name}"),
+        }
+    }
+}
+
+impl FromStr for ModelPart {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let number = |n: &str| {
+            n.parse::<usize>()
+                .map_err(|_| format!("{s:?}: expected a layer count or index after ':'"))
+        };
+        match s.split_once(':') {
+            None => match s {
+                "all" => Ok(ModelPart::All),
+                "encoder" => Ok(ModelPart::Encoder),
+                "embeddings" => Ok(ModelPart::Embeddings),
+                _ => Err(format!(
+                    "unknown model part {s:?} (expected all, encoder, embeddings, layers:K, layer:I or head:TASK)"
+                )),
+            },
+            Some(("layers", k)) => number(k).map(ModelPart::BottomLayers),
+            Some(("layer", i)) => number(i).map(ModelPart::Layer),
+            Some(("head", name)) if !name.is_empty() => Ok(ModelPart::Head(name.to_owned())),
+            Some(_) => Err(format!(
+                "unknown model part {s:?} (expected all, encoder, embeddings, layers:K, layer:I or head:TASK)"
+            )),
+        }
+    }
+}
+
+impl MultiTaskModel {
+    /// Freezes `part` (see the module documentation); `config` resolves head names.
+    pub fn freeze(self, part: &ModelPart, config: &MtlConfig) -> Result<Self> {
+        self.set_frozen(part, config, true)
+    }
+
+    /// Unfreezes `part`: its parameters take gradients again and its dropout is back on.
+    pub fn unfreeze(self, part: &ModelPart, config: &MtlConfig) -> Result<Self> {
+        self.set_frozen(part, config, false)
+    }
+
+    /// Number of parameter values that take gradients (on an autodiff device; on a plain
+    /// device nothing does). Zero means nothing would train.
+    pub fn trainable_parameters(&self) -> usize {
+        struct Counter(usize);
+        impl ModuleVisitor for Counter {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let value = param.val();
+                if value.is_require_grad() {
+                    self.0 += value.shape().num_elements();
+                }
+            }
+        }
+        let mut counter = Counter(0);
+        self.visit(&mut counter);
+        counter.0
+    }
+
+    fn set_frozen(mut self, part: &ModelPart, config: &MtlConfig, frozen: bool) -> Result<Self> {
+        let layers = self.encoder.num_layers();
+        let chosen = |range: std::ops::Range<usize>| -> Result<std::ops::Range<usize>> {
+            if range.end > layers {
+                return Err(Error::InvalidConfig(format!(
+                    "{part}: the encoder has {layers} layers (0..{layers})"
+                )));
+            }
+            Ok(range)
+        };
+        match part {
+            ModelPart::All => return Ok(switch(self, frozen)),
+            ModelPart::Encoder => self.encoder = switch(self.encoder, frozen),
+            ModelPart::Embeddings => {
+                self.encoder.embeddings = switch(self.encoder.embeddings, frozen)
+            }
+            ModelPart::BottomLayers(k) | ModelPart::Layer(k) => {
+                let range = match part {
+                    ModelPart::Layer(i) => chosen(*i..i + 1)?,
+                    _ => chosen(0..*k)?,
+                };
+                self.encoder.encoder.layer = self
+                    .encoder
+                    .encoder
+                    .layer
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, layer)| {
+                        if range.contains(&i) {
+                            switch(layer, frozen)
+                        } else {
+                            layer
+                        }
+                    })
+                    .collect();
+            }
+            ModelPart::Head(name) => {
+                let task = config.task_index(name)?;
+                self.heads = self
+                    .heads
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, head)| {
+                        if i == task {
+                            switch(head, frozen)
+                        } else {
+                            head
+                        }
+                    })
+                    .collect();
+            }
+        }
+        Ok(self)
+    }
+}
+
+fn switch<M: Module>(module: M, frozen: bool) -> M {
+    if frozen {
+        module.freeze()
+    } else {
+        module.unfreeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_parse_and_print() {
+        for text in [
+            "all",
+            "encoder",
+            "embeddings",
+            "layers:3",
+            "layer:0",
+            "head:topic",
+        ] {
+            assert_eq!(text.parse::<ModelPart>().unwrap().to_string(), text);
+        }
+        assert!(
+            "layers:x"
+                .parse::<ModelPart>()
+                .unwrap_err()
+                .contains("layer count")
+        );
+        assert!(
+            "pooler"
+                .parse::<ModelPart>()
+                .unwrap_err()
+                .contains("unknown model part")
+        );
+        assert!("head:".parse::<ModelPart>().is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! A saved model's encoder loads in Hugging Face `transformers` (`BertModel.from_pretrained`)
+//! and gives the outputs our encoder gives.
+//!
+//! Needs the PyTorch reference environment that `scripts/make_fixtures.py` creates
+//! (`.cache/torch-venv`, or `$MTL_TORCH_VENV`); without it the test prints why and passes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use mtl_model::mtl_bert::Backend;
+use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn python() -> Option<PathBuf> {
+    let venv = std::env::var_os("MTL_TORCH_VENV")
+        .map_or_else(|| root().join(".cache/torch-venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    let ok = python.is_file()
+        && Command::new(&python)
+            .args(["-c", "import torch, transformers"])
+            .status()
+            .is_ok_and(|s| s.success());
+    ok.then_some(python)
+}
+
+const CHECK: &str = r#"
+import json, sys, torch
+from transformers import BertModel
+model_dir, inputs = sys.argv[1], json.load(open(sys.argv[2]))
+model, info = BertModel.from_pretrained(model_dir, output_loading_info=True)
+assert not info["missing_keys"], f"missing: {info['missing_keys']}"
+assert all(k.startswith("heads.") for k in info["unexpected_keys"]), info["unexpected_keys"]
+model.eval()
+with torch.no_grad():
+    out = model(input_ids=torch.tensor(inputs["input_ids"]),
+                attention_mask=torch.tensor(inputs["attention_mask"])).last_hidden_state
+mask = torch.tensor(inputs["attention_mask"]).bool()
+ours = torch.tensor(inputs["last_hidden_state"])
+diff = (out[mask] - ours[mask]).abs().max().item()
+print(f"max abs difference {diff:.2e}")
+sys.exit(0 if diff <= 1e-5 else 1)
+"#;
+
+#[test]
+fn fine_tuned_encoder_loads_in_transformers() {
+    let Some(python) = python() else {
+        eprintln!(
+            "skipped: no PyTorch reference environment (run `python3 scripts/make_fixtures.py` once to create .cache/torch-venv)"
+        );
+        return;
+    };
+    let device = Backend::default_compiled().device(0).unwrap().autodiff();
+    let config = MtlConfig::new(vec![TaskConfig::new("topic", &["a", "b", "c"])]);
+    let tiny = root().join("tests/fixtures/tiny-bert");
+    let mut classifier = MultiTaskClassifier::from_pretrained(&tiny, config, 0, &device).unwrap();
+    let texts = ["the cat sat on the mat", "hello world", ""];
+    let batch = classifier
+        .tokenizer()
+        .pad(classifier.tokenizer().encode(&texts).unwrap())
+        .unwrap();
+
+    // One real optimisation step, so the saved encoder differs from the fixture's.
+    let logits = classifier.model.forward(&batch.to_input(&device), 0);
+    let targets = Tensor::<1, Int>::from_ints([0, 1, 2], &device);
+    let loss = CrossEntropyLossConfig::new()
+        .init(&device)
+        .forward(logits, targets);
+    let grads = GradientsParams::from_grads(loss.backward(), &classifier.model);
+    classifier.model = AdamWConfig::new()
+        .init()
+        .step(1e-2, classifier.model, grads);
+
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("model");
+    classifier.save(&saved).unwrap();
+    let hidden = classifier
+        .model
+        .valid()
+        .encoder
+        .forward(&batch.to_input(&device.clone().without_autodiff()));
+    let shape = [batch.batch_size, batch.seq_len];
+    let rows = |v: &[i64]| v.chunks(shape[1]).map(<[i64]>::to_vec).collect::<Vec<_>>();
+    let values: Vec<f32> = hidden.into_data().try_into_vec().unwrap();
+    let hidden_size = values.len() / (shape[0] * shape[1]);
+    let nested: Vec<Vec<Vec<f32>>> = values
+        .chunks(shape[1] * hidden_size)
+        .map(|row| row.chunks(hidden_size).map(<[f32]>::to_vec).collect())
+        .collect();
+    let inputs = serde_json::json!({
+        "input_ids": rows(&batch.input_ids),
+        "attention_mask": rows(&batch.attention_mask),
+        "last_hidden_state": nested,
+    });
+    let inputs_path = dir.path().join("inputs.json");
+    std::fs::write(&inputs_path, inputs.to_string()).unwrap();
+    let output = Command::new(python)
+        .args(["-c", CHECK])
+        .arg(&saved)
+        .arg(&inputs_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("transformers: {stdout}");
+    assert!(
+        output.status.success(),
+        "transformers check failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
