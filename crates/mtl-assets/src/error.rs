@@ -39,6 +39,34 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A data set's source file does not have the expected format.
+    #[error("{file} line {line}: {message}")]
+    Source {
+        /// The file inside the package.
+        file: String,
+        /// The line (1-based; 0 when the whole file is concerned).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The data sets' manifest cannot be read or does not fit the code.
+    #[error("{}: {message}", path.display())]
+    Manifest {
+        /// The manifest, or the data set directory concerned.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A produced data set file does not have the digest the manifest records.
+    #[error("{}: sha256 {found} does not match {expected} recorded in the manifest", file.display())]
+    ManifestMismatch {
+        /// The produced file.
+        file: PathBuf,
+        /// The digest in the manifest.
+        expected: String,
+        /// The digest of the file.
+        found: String,
+    },
 }
 
 /// The crate's result type.
