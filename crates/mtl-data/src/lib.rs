@@ -1,0 +1,50 @@
+//! Multi-task text classification data: reading each task's splits, tokenizing them once,
+//! padded batches for the encoder, and the choice of task for each training batch.
+//!
+//! ```no_run
+//! use mtl_bert::BertTokenizer;
+//! use mtl_data::{EpochMode, MultiTaskLoader, PlanConfig, Split, TaskConfig, TaskSampler, TokenizedTask};
+//!
+//! let tokenizer = BertTokenizer::from_file(".cache/models/all-MiniLM-L6-v2/tokenizer.json", 128)?;
+//! let topic = TaskConfig::new("topic", "datasets/bbc", ["business", "entertainment", "politics", "sport", "tech"]);
+//! let sentiment = TaskConfig::new("sentiment", "datasets/tweets", ["negative", "neutral", "positive"]);
+//! let tasks = vec![
+//!     TokenizedTask::load(&topic, Split::Train, &tokenizer)?,
+//!     TokenizedTask::load(&sentiment, Split::Train, &tokenizer)?,
+//! ];
+//! let config = PlanConfig {
+//!     batch_size: 32,
+//!     sampler: TaskSampler::Temperature { t: 2.0 },
+//!     epoch_mode: EpochMode::UntilLargestExhausted,
+//!     bucket_window: 50,
+//!     ..PlanConfig::default()
+//! };
+//! println!("batches: {config}");
+//! let loader = MultiTaskLoader::new(tasks, config)?;
+//! for batch in loader.resume(3, 100)? {
+//!     // batch.task, batch.tokens.to_input(&device), batch.targets(&device), batch.examples
+//! }
+//! # Ok::<(), mtl_data::Error>(())
+//! ```
+//!
+//! A crate is a layer: [`TaskConfig`] and [`TaskData`] read files, [`TokenizedTask`] tokenizes
+//! and pads, [`TaskSampler`], [`EpochMode`] and [`EpochPlan`] decide the order, and
+//! [`MultiTaskLoader`] puts them together. The order depends on nothing but the data, the
+//! [`PlanConfig`] and the epoch number ([`rng`] is this crate's own generator).
+
+pub mod config;
+pub mod error;
+pub mod loader;
+pub mod plan;
+pub mod rng;
+pub mod sampler;
+pub mod task_data;
+pub mod tokenized;
+
+pub use config::{DataFormat, Split, TaskConfig};
+pub use error::{Error, Result};
+pub use loader::{EpochBatches, MultiTaskLoader};
+pub use plan::{EpochPlan, PlanConfig, PlannedBatch};
+pub use sampler::{EpochMode, TaskSampler};
+pub use task_data::{Example, TaskData};
+pub use tokenized::{TaskBatch, TokenizedTask};
