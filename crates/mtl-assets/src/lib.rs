@@ -15,7 +15,10 @@ pub mod model;
 pub mod package;
 
 pub use cache::cache_dir;
-pub use datasets::{DATASETS, DatasetAsset, Manifest, prepare_datasets, update_manifest};
+pub use datasets::{
+    DATASETS, DatasetAsset, Manifest, datasets_dir, prepare_dataset, prepare_datasets,
+    update_manifest,
+};
 pub use error::{Error, Result};
 pub use model::{DEFAULT_MODEL, default_model_dir, fetch_default_model};
 pub use package::Package;

@@ -8,7 +8,6 @@
 //! layout.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
@@ -19,6 +18,7 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
+use crate::atomic::write_file;
 use crate::error::{Error, Result};
 
 /// `(Hugging Face, ours)` spellings of module names that differ.
@@ -241,7 +241,7 @@ pub fn write_safetensors(path: &Path, tensors: Vec<PackTensor>) -> Result<()> {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    write_atomic(path, &serialized).map_err(io)
+    write_file(path, &serialized).map_err(io)
 }
 
 fn safetensors_dtype(dtype: DType, path: &Path) -> Result<safetensors::Dtype> {
@@ -257,20 +257,6 @@ fn safetensors_dtype(dtype: DType, path: &Path) -> Result<safetensors::Dtype> {
             });
         }
     })
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed to
-/// disk, then renamed over `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! A multi-task model with its tokenizer and configuration: build, load, predict, save.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use mtl_bert::checkpoint::{Checkpoint, collect_tensors, hf_name, write_atomic, write_safetensors};
+use mtl_bert::atomic::{self, write_file};
+use mtl_bert::checkpoint::{Checkpoint, collect_tensors, hf_name, write_safetensors};
 use mtl_bert::{BertConfig, BertModel, BertTokenizer, ModelDir, Pooling};
 use serde::Serialize;
 
@@ -199,10 +200,7 @@ impl MultiTaskClassifier {
     /// a saved model (it has `mtl.json`).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let parent = atomic::parent(dir);
         if dir.exists() && !replaceable(dir)? {
             return Err(Error::io(
                 dir,
@@ -212,14 +210,14 @@ impl MultiTaskClassifier {
                 ),
             ));
         }
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         let staging = tempfile::Builder::new()
             .prefix(".mtl-model.partial-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(&parent, e))?;
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
         self.write_files(staging.path())?;
         let staged = staging.keep();
-        replace_dir(&staged, dir)
+        atomic::replace_dir(&staged, dir).map_err(|e| Error::io(dir, e))
     }
 
     fn write_files(&self, dir: &Path) -> Result<()> {
@@ -228,7 +226,7 @@ impl MultiTaskClassifier {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
-            write_atomic(&path, bytes).map_err(|e| Error::io(&path, e))
+            write_file(&path, bytes).map_err(|e| Error::io(&path, e))
         };
         write("config.json", self.bert_config.to_json().as_bytes())?;
         for (name, bytes) in &self.tokenizer_files {
@@ -266,12 +264,13 @@ impl MultiTaskClassifier {
 }
 
 fn prediction(task: &str, labels: &[String], probabilities: &[f32]) -> Prediction {
-    let (label_index, _) = probabilities
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &p)| {
-            if p > best.1 { (i, p) } else { best }
-        });
+    let (label_index, _) =
+        probabilities
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &p)| {
+                if p > best.1 { (i, p) } else { best }
+            });
     Prediction {
         task: task.to_owned(),
         label: labels[label_index].clone(),
@@ -363,15 +362,4 @@ fn replaceable(dir: &Path) -> Result<bool> {
         .next()
         .is_none();
     Ok(empty || dir.join(CONFIG_FILE).is_file())
-}
-
-/// Moves `staged` to `dir`, replacing what is there; `dir` is either the old or the new one.
-fn replace_dir(staged: &Path, dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return std::fs::rename(staged, dir).map_err(|e| Error::io(dir, e));
-    }
-    let old = staged.with_extension("old");
-    std::fs::rename(dir, &old).map_err(|e| Error::io(dir, e))?;
-    std::fs::rename(staged, dir).map_err(|e| Error::io(dir, e))?;
-    std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))
 }

@@ -83,21 +83,9 @@ impl MultiTaskModel {
         self.set_frozen(part, config, false)
     }
 
-    /// Number of parameter values that take gradients (on an autodiff device; on a plain
-    /// device nothing does). Zero means nothing would train.
+    /// Number of parameter values that take gradients (see [`trainable_parameters`]).
     pub fn trainable_parameters(&self) -> usize {
-        struct Counter(usize);
-        impl ModuleVisitor for Counter {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let value = param.val();
-                if value.is_require_grad() {
-                    self.0 += value.shape().num_elements();
-                }
-            }
-        }
-        let mut counter = Counter(0);
-        self.visit(&mut counter);
-        counter.0
+        trainable_parameters(self)
     }
 
     fn set_frozen(mut self, part: &ModelPart, config: &MtlConfig, frozen: bool) -> Result<Self> {
@@ -154,6 +142,23 @@ impl MultiTaskModel {
         }
         Ok(self)
     }
+}
+
+/// Number of parameter values of `module` that take gradients (on an autodiff device; on a
+/// plain device nothing does). Zero means nothing would train.
+pub fn trainable_parameters<M: Module>(module: &M) -> usize {
+    struct Counter(usize);
+    impl ModuleVisitor for Counter {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let value = param.val();
+            if value.is_require_grad() {
+                self.0 += value.shape().num_elements();
+            }
+        }
+    }
+    let mut counter = Counter(0);
+    module.visit(&mut counter);
+    counter.0
 }
 
 fn switch<M: Module>(module: M, frozen: bool) -> M {

