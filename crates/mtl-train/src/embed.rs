@@ -1,0 +1,121 @@
+//! `mtl embed`: one embedding per text, streamed from the input to the output in chunks.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mtl_bert::{EncodeOptions, SentenceEncoder};
+
+use crate::embedding_output::{EmbeddingWriter, OutputFormat};
+use crate::encoder_args::EncoderArgs;
+use crate::progress::EmbedProgress;
+use crate::text_input::{InputArgs, TextReader};
+
+/// Texts read, embedded and written at a time, in batches: this many batches per chunk. Only
+/// one chunk's texts, tokens and embeddings are in memory at once.
+pub const BATCHES_PER_CHUNK: usize = 8;
+
+/// Embed texts: one vector per text, in input order, as JSON lines, npy or CSV.
+///
+/// Texts come from the arguments, from --input FILE, or from standard input (one per line).
+/// Progress and a summary go to standard error; embeddings go to --output or standard output.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  mtl embed \"A sentence.\" \"Another one.\"
+  mtl embed --input sentences.txt --output embeddings.npy
+  cat sentences.txt | mtl embed --model sentence-transformers/all-MiniLM-L6-v2 --format csv")]
+pub struct EmbedArgs {
+    /// Texts to embed. Without any, texts are read from --input or standard input, one per
+    /// line.
+    #[arg(value_name = "TEXT")]
+    pub texts: Vec<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
+    /// Write the embeddings to FILE (atomically: a temporary file in the same directory,
+    /// renamed when complete). Default: standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Output format: jsonl ({"text": ..., "embedding": [...]} per line), npy (float32
+    /// [texts, dim], numpy.load reads it; to standard output only when it is not a terminal)
+    /// or csv (a header `text,e0,e1,...`, then the text and its values on each row). Default:
+    /// from the --output extension (.npy, .csv, .jsonl), else jsonl.
+    #[arg(long, short = 'f', value_enum)]
+    pub format: Option<OutputFormat>,
+}
+
+impl EmbedArgs {
+    /// `--format`, else the output file's extension, else jsonl.
+    pub fn format(&self) -> OutputFormat {
+        self.format
+            .or_else(|| {
+                self.output
+                    .as_deref()
+                    .and_then(OutputFormat::from_extension)
+            })
+            .unwrap_or(OutputFormat::Jsonl)
+    }
+}
+
+/// Runs `mtl embed`.
+pub fn run(args: &EmbedArgs) -> Result<()> {
+    let source = args.input.source(&args.texts)?;
+    let format = args.format();
+    EmbeddingWriter::check_target(format, args.output.as_deref())?;
+    let mut reader = TextReader::open(&source, args.input.lossy)?;
+    let encoder = args.encoder.load()?;
+    let options = args.encoder.options();
+    // Checks the options (pooling the model lacks, a bad length) before any input is read.
+    encoder
+        .encode::<&str>(&[], &options)
+        .context("invalid encoding options")?;
+    let writer = EmbeddingWriter::create(format, args.output.as_deref(), encoder.dim())?;
+    ignore_broken_pipe(embed_stream(&encoder, &options, &mut reader, writer))
+}
+
+/// Embeds every text of `reader` chunk by chunk, writing each chunk's rows before reading the
+/// next, and prints the summary.
+pub fn embed_stream(
+    encoder: &SentenceEncoder,
+    options: &EncodeOptions,
+    reader: &mut TextReader,
+    mut writer: EmbeddingWriter,
+) -> Result<()> {
+    let chunk = options.batch_size.saturating_mul(BATCHES_PER_CHUNK);
+    let mut progress = EmbedProgress::new(reader.total(), options.batch_size);
+    loop {
+        let texts = reader.next_chunk(chunk)?;
+        if texts.is_empty() {
+            break;
+        }
+        let first = progress.done() + 1;
+        let embeddings = encoder.encode(&texts, options).with_context(|| {
+            format!(
+                "embedding texts {first}..{} of the input",
+                first + texts.len() - 1
+            )
+        })?;
+        writer.write(&texts, &embeddings)?;
+        progress.inc(texts.len());
+    }
+    writer.finish()?;
+    progress.finish(encoder.dim());
+    Ok(())
+}
+
+/// Treats a closed standard output (`mtl embed ... | head`) as a normal end.
+pub fn ignore_broken_pipe(result: Result<()>) -> Result<()> {
+    match result {
+        Err(e)
+            if e.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
