@@ -29,6 +29,28 @@ enum Task {
         #[arg(long)]
         update_manifest: bool,
     },
+    /// Build `mtl` in release mode with the backend's Cargo feature and train:
+    /// `cargo xtask train [--backend B] [-- mtl train flags]`. With no flags this is the main job:
+    /// BBC topics and tweet sentiment on all-MiniLM-L6-v2 into runs/default.
+    Train {
+        /// flex (CPU, default), ndarray, wgpu, tch or cuda.
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Flags for `mtl train` (see `mtl train --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build `mtl` in release mode with the backend's feature and evaluate:
+    /// `cargo xtask eval [--backend B] [-- mtl eval flags]` (default: the best model of
+    /// runs/default on the test split).
+    Eval {
+        /// flex (CPU, default), ndarray, wgpu, tch or cuda.
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Flags for `mtl eval` (see `mtl eval --help`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Fetch what the tests need, then run every test of the workspace on the CPU backends
     /// (flex and ndarray).
     Test {
@@ -45,6 +67,15 @@ fn main() -> Result<()> {
         }
         Task::Datasets { update_manifest } => {
             datasets(update_manifest)?;
+        }
+        Task::Train { backend, args } => {
+            run_mtl("train", &backend, args)?;
+        }
+        Task::Eval { backend, mut args } => {
+            if !args.iter().any(|a| a == "--model") {
+                args.extend(["--model".into(), "runs/default/best".into()]);
+            }
+            run_mtl("eval", &backend, args)?;
         }
         Task::Test { args } => {
             fetch_model()?;
@@ -105,6 +136,47 @@ fn datasets(update_manifest: bool) -> Result<()> {
     }
     if update_manifest {
         eprintln!("wrote {}", manifest.display());
+    }
+    Ok(())
+}
+
+/// The Cargo features of the `mtl-train` crate, one per backend.
+const BACKENDS: [&str; 5] = ["flex", "ndarray", "wgpu", "tch", "cuda"];
+
+/// Builds `mtl` in release mode with `backend`'s feature, then runs `mtl COMMAND --backend
+/// BACKEND ARGS...` from the workspace root.
+fn run_mtl(command: &str, backend: &str, args: Vec<String>) -> Result<()> {
+    if !BACKENDS.contains(&backend) {
+        bail!(
+            "unknown backend {backend:?} (expected one of {})",
+            BACKENDS.join(", ")
+        );
+    }
+    let root = workspace_root();
+    cargo(
+        [
+            "build",
+            "--release",
+            "-p",
+            "mtl-train",
+            "--features",
+            backend,
+        ]
+        .map(String::from),
+    )?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let binary = target.join("release/mtl");
+    let mut full: Vec<String> = vec![command.into(), "--backend".into(), backend.into()];
+    full.extend(args);
+    eprintln!("running: mtl {}", full.join(" "));
+    let status = Command::new(&binary)
+        .args(&full)
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    if !status.success() {
+        bail!("mtl {command} failed ({status})");
     }
     Ok(())
 }

@@ -75,6 +75,13 @@ impl Backend {
 
     /// The device of this backend; `index` selects a GPU (ignored on CPU backends).
     ///
+    /// - `wgpu`: index 0 is the adapter wgpu prefers (a GPU when there is one; Mesa's software
+    ///   Vulkan driver on a machine without; `CUBECL_WGPU_DEFAULT_DEVICE` overrides), index N
+    ///   the N-th discrete GPU.
+    /// - `tch`: CUDA GPU `index` when the libtorch found was built with CUDA and sees a GPU,
+    ///   else libtorch's CPU device.
+    /// - `cuda`: CUDA GPU `index`.
+    ///
     /// Fails with a message naming the Cargo feature to build with when the backend is not
     /// compiled in.
     pub fn device(self, index: usize) -> Result<Device> {
@@ -93,6 +100,17 @@ impl Backend {
             Backend::Flex => Device::flex(),
             #[cfg(feature = "ndarray")]
             Backend::Ndarray => Device::ndarray(),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Device::wgpu(match index {
+                0 => burn::tensor::DeviceKind::DefaultDevice,
+                n => burn::tensor::DeviceKind::DiscreteGpu(n),
+            }),
+            #[cfg(feature = "tch")]
+            Backend::Tch if tch::Cuda::is_available() => Device::libtorch_cuda(index),
+            #[cfg(feature = "tch")]
+            Backend::Tch => Device::libtorch(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Device::cuda(index),
             _ => unreachable!("checked by is_compiled"),
         };
         Ok(device)

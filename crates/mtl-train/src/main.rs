@@ -1,5 +1,7 @@
 //! `mtl`: sentence embeddings and multi-task text classification on Burn.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -15,12 +17,27 @@ struct Cli {
 enum Command {
     Embed(mtl_train::embed::EmbedArgs),
     Similarity(mtl_train::similarity::SimilarityArgs),
+    Train(Box<mtl_train::train::args::TrainArgs>),
+    Eval(mtl_train::eval::EvalArgs),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; an error prints as `error: what failed: why` (its whole chain of
+/// causes on one line) and exits with status 1.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Embed(args) => mtl_train::embed::run(&args),
         Command::Similarity(args) => mtl_train::similarity::run(&args),
+        Command::Train(args) => mtl_train::train::args::run(&args).map(drop),
+        Command::Eval(args) => mtl_train::eval::run(&args).map(drop),
     }
 }

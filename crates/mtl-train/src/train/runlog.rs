@@ -1,0 +1,110 @@
+//! `metrics.jsonl`: one JSON object per logged training interval or evaluation.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    /// Training loss and accuracy of one task over the steps since its last record.
+    Train {
+        /// Optimiser steps done.
+        step: usize,
+        /// The epoch (0-based).
+        epoch: usize,
+        /// The task.
+        task: String,
+        /// Mean (unweighted) cross-entropy over the interval's examples.
+        loss: f64,
+        /// Share of the interval's examples predicted right.
+        accuracy: f64,
+        /// Examples in the interval.
+        examples: usize,
+        /// Learning rate of the encoder's top layer at the last step.
+        lr_encoder: f64,
+        /// Learning rate of the heads at the last step.
+        lr_heads: f64,
+        /// Global gradient norm (before clipping) at the last step.
+        grad_norm: f64,
+        /// Seconds since the run (or the resumed part of it) started.
+        seconds: f64,
+    },
+    /// One task's evaluation on one split.
+    Eval {
+        /// Optimiser steps done.
+        step: usize,
+        /// The epoch (0-based).
+        epoch: usize,
+        /// `valid` or `test`.
+        split: String,
+        /// The task.
+        task: String,
+        /// Mean cross-entropy.
+        loss: f64,
+        /// Accuracy.
+        accuracy: f64,
+        /// Macro-averaged F1.
+        macro_f1: f64,
+    },
+}
+
+/// Appends records to `metrics.jsonl`, flushing each line.
+pub struct RunLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl RunLog {
+    /// Opens `path` for appending, first cutting it to `keep_bytes` (what a checkpoint saw) so
+    /// a resumed run's log reads as if it had never stopped.
+    pub fn open(path: &Path, keep_bytes: u64) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.set_len(keep_bytes)
+            .with_context(|| format!("truncating {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends one record.
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        let line = serde_json::to_string(record).expect("records serialise");
+        writeln!(self.file, "{line}")
+            .and_then(|()| self.file.flush())
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Whether nothing is written yet.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// Reads every record of a `metrics.jsonl`.
+pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    BufReader::new(file)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&line)
+                .with_context(|| format!("{}:{}: not a metrics record", path.display(), i + 1))
+        })
+        .collect()
+}

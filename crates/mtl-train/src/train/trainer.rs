@@ -1,0 +1,698 @@
+//! The training loop: one task's batch (or one batch of every task) per step, evaluation,
+//! the best model, checkpoints, early stopping, and the run directory's logs and plots.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use mtl_bert::checkpoint::{collect_tensors, write_safetensors};
+use mtl_data::rng::derive_seed;
+use mtl_data::{MultiTaskLoader, Split, TaskBatch};
+use mtl_model::freeze::trainable_parameters;
+use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, MultiTaskModel};
+use serde::Serialize;
+
+use crate::evaluate::{argmax, cross_entropy, evaluate, evaluate_with};
+use crate::metrics::TaskMetrics;
+use crate::train::cache::EmbeddingCache;
+use crate::train::checkpoint::{self, Best, TrainState};
+use crate::train::config::{StepMode, TrainConfig};
+use crate::train::data::{SplitData, resolve_model, resolve_task};
+use crate::train::optimizer::TrainOptimizer;
+use crate::train::plot::write_plots;
+use crate::train::runlog::{Record, RunLog, read_records};
+
+/// What a finished run reports (also written to `summary.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Whether any parameter trained (false with `--freeze all`).
+    pub trained: bool,
+    /// Optimiser steps done.
+    pub steps: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// The best validation evaluation (the model in `best/`).
+    pub best: Option<Best>,
+    /// Seconds spent training (all resumed parts together).
+    pub train_seconds: f64,
+    /// Whether the heads trained on cached embeddings of a frozen encoder.
+    pub cached_embeddings: bool,
+    /// Seconds spent computing those embeddings.
+    pub cache_seconds: f64,
+    /// The validation metrics of the model in `best/` (or of the final model).
+    pub valid: Vec<TaskMetrics>,
+    /// Its test metrics.
+    pub test: Vec<TaskMetrics>,
+}
+
+/// A training run in progress.
+struct Run<'a> {
+    config: &'a TrainConfig,
+    dir: PathBuf,
+    classifier: MultiTaskClassifier,
+    device: Device,
+    plain: Device,
+    loader: MultiTaskLoader,
+    valid: SplitData,
+    test: SplitData,
+    frozen: Vec<ModelPart>,
+    train_cache: Option<EmbeddingCache>,
+    valid_cache: Option<EmbeddingCache>,
+    loss: CrossEntropyLoss,
+    log: RunLog,
+    state: TrainState,
+    /// Per task: `(summed loss, correct, examples)` since its last log record.
+    interval: Vec<(f64, usize, usize)>,
+    /// Per task: `(summed loss, correct, examples)` this epoch (for the progress bar).
+    epoch_stats: Vec<(f64, usize, usize)>,
+    last_grad_norm: Option<Tensor<1>>,
+    started: Instant,
+    seconds_before: f64,
+}
+
+/// Trains as `config` says on `device` (a plain device; autodiff is added here). With
+/// `resume`, continues the run in `config.output` from its checkpoint.
+pub fn train(config: &TrainConfig, device: &Device, resume: bool) -> Result<Summary> {
+    config.validate()?;
+    let dir = config.output.clone();
+    if !resume {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        mtl_bert::atomic::write_file(&dir.join("config.toml"), config.to_toml().as_bytes())?;
+    }
+    let model_dir = resolve_model(&config.model)?;
+    let tasks: Vec<mtl_data::TaskConfig> = config
+        .tasks
+        .iter()
+        .map(resolve_task)
+        .collect::<Result<_>>()?;
+    let mut mtl = MtlConfig::new(
+        tasks
+            .iter()
+            .zip(&config.tasks)
+            .map(|(task, spec)| mtl_model::TaskConfig {
+                name: task.name.clone(),
+                labels: task.labels.clone(),
+                head: spec.head,
+            })
+            .collect(),
+    );
+    mtl.dropout = config.dropout;
+    mtl.pooling = config.pooling;
+    mtl.max_seq_length = Some(config.max_seq_length);
+    let train_device = device.clone().autodiff();
+    let plain = device.clone().without_autodiff();
+    let classifier =
+        MultiTaskClassifier::from_pretrained(&model_dir, mtl, config.seed, &train_device)
+            .with_context(|| format!("building the model from {}", model_dir.display()))?;
+
+    let tokenizer = classifier.tokenizer();
+    let train = SplitData::load(&tasks, Split::Train, tokenizer)?;
+    let valid = SplitData::load(&tasks, Split::Valid, tokenizer)?;
+    let test = SplitData::load(&tasks, Split::Test, tokenizer)?;
+    let train_ids = train.ids.clone();
+    let loader = MultiTaskLoader::new(train.tokens, config.plan()?)?;
+    let steps_per_epoch: Vec<usize> = (0..config.epochs)
+        .map(|e| Ok(steps_in(loader.plan(e as u64)?.len(), config, tasks.len())))
+        .collect::<Result<_>>()?;
+    let total_steps: usize = steps_per_epoch.iter().sum();
+
+    eprintln!("run directory: {}", dir.display());
+    for (task, data) in tasks.iter().zip(loader.tasks()) {
+        eprintln!(
+            "task {}: {} training examples, labels {}",
+            task.name,
+            data.len(),
+            task.labels.join(", ")
+        );
+    }
+    eprintln!("batches: {}", loader.config());
+    eprintln!(
+        "steps: {} epochs x {} = {total_steps} optimiser steps ({:?} mode, {} batch(es) per step)",
+        config.epochs,
+        steps_per_epoch.first().copied().unwrap_or(0),
+        config.step_mode,
+        config.grad_accumulation
+    );
+    if !resume {
+        write_plan(&dir, &loader, &train_ids, config)?;
+        let heads = classifier
+            .config()
+            .tasks
+            .iter()
+            .zip(&classifier.model.heads)
+            .flat_map(|(task, head)| collect_tensors(head, |p| format!("heads.{}.{p}", task.name)))
+            .collect();
+        write_safetensors(&dir.join("init_heads.safetensors"), heads)?;
+    }
+
+    let frozen = config.frozen_parts()?;
+    // Read the position first: the log must be cut back to it, not to zero.
+    let resumed_state = if resume {
+        Some(checkpoint::read_state(&dir)?)
+    } else {
+        None
+    };
+    let log_bytes = resumed_state.as_ref().map_or(0, |s| s.log_bytes);
+    let mut run = Run {
+        config,
+        dir: dir.clone(),
+        classifier,
+        device: train_device,
+        plain,
+        loader,
+        valid,
+        test,
+        frozen,
+        train_cache: None,
+        valid_cache: None,
+        loss: CrossEntropyLossConfig::new().init(&device.clone().autodiff()),
+        log: RunLog::open(&dir.join("metrics.jsonl"), log_bytes)?,
+        state: TrainState::start(),
+        interval: Vec::new(),
+        epoch_stats: Vec::new(),
+        last_grad_norm: None,
+        started: Instant::now(),
+        seconds_before: 0.0,
+    };
+    run.interval = vec![(0.0, 0, 0); tasks.len()];
+    run.epoch_stats = run.interval.clone();
+    run.apply_freezing(0)?;
+
+    if trainable_parameters(&run.classifier.model) == 0 {
+        eprintln!(
+            "nothing trains: every parameter is frozen (--freeze all); evaluating the model as it is"
+        );
+        return run.finish(false, 0.0);
+    }
+    let cache_seconds = run.prepare_cache()?;
+    let make_optimizer = |model: &MultiTaskModel| TrainOptimizer::new(model, config, total_steps);
+    let mut optimizer = if resume {
+        let fresh = run.classifier.model.clone();
+        let (model, optimizer, state) = checkpoint::load(&dir, fresh, make_optimizer)?;
+        run.classifier.model = model;
+        eprintln!(
+            "resuming at step {} (epoch {}, batch {})",
+            state.step, state.epoch, state.batch_in_epoch
+        );
+        run.seconds_before = state.seconds;
+        run.state = state;
+        run.apply_freezing(run.state.epoch)?;
+        optimizer
+    } else {
+        make_optimizer(&run.classifier.model)
+    };
+    let stopped_early = run.train_epochs(&mut optimizer)?;
+    run.finish(stopped_early, cache_seconds)
+}
+
+/// Optimiser steps of an epoch of `batches` planned batches.
+fn steps_in(batches: usize, config: &TrainConfig, tasks: usize) -> usize {
+    batches.div_ceil(batches_per_step(config, tasks))
+}
+
+/// Planned batches one optimiser step consumes.
+fn batches_per_step(config: &TrainConfig, tasks: usize) -> usize {
+    let per_micro_step = match config.step_mode {
+        StepMode::Task => 1,
+        StepMode::Joint => tasks,
+    };
+    per_micro_step * config.grad_accumulation
+}
+
+/// `plan.jsonl`: the example ids of every batch of every epoch, in training order, so another
+/// implementation (`scripts/train_pytorch.py`) can train on exactly the same batches.
+fn write_plan(
+    dir: &Path,
+    loader: &MultiTaskLoader,
+    ids: &[Vec<String>],
+    config: &TrainConfig,
+) -> Result<()> {
+    let mut text = String::new();
+    for epoch in 0..config.epochs {
+        for (index, batch) in loader.plan(epoch as u64)?.batches.iter().enumerate() {
+            let line = serde_json::json!({
+                "epoch": epoch,
+                "batch": index,
+                "task": loader.tasks()[batch.task].name(),
+                "ids": batch.examples.iter().map(|&i| &ids[batch.task][i]).collect::<Vec<_>>(),
+            });
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+    }
+    mtl_bert::atomic::write_file(&dir.join("plan.jsonl"), text.as_bytes())?;
+    Ok(())
+}
+
+impl Run<'_> {
+    fn task_names(&self) -> Vec<String> {
+        self.classifier.config().task_names()
+    }
+
+    /// Sets what trains in `epoch`: everything but the frozen parts, and with gradual
+    /// unfreezing only the top `epoch / unfreeze_every` encoder layers (then the embeddings).
+    fn apply_freezing(&mut self, epoch: usize) -> Result<()> {
+        let config = self.classifier.config().clone();
+        let mut model = self
+            .classifier
+            .model
+            .clone()
+            .unfreeze(&ModelPart::All, &config)?;
+        if let Some(every) = self.config.unfreeze_every {
+            let layers = model.encoder.num_layers();
+            let thawed = epoch / every;
+            model = model.freeze(&ModelPart::Encoder, &config)?;
+            for layer in layers.saturating_sub(thawed)..layers {
+                model = model.unfreeze(&ModelPart::Layer(layer), &config)?;
+            }
+            if thawed > layers {
+                model = model
+                    .unfreeze(&ModelPart::Embeddings, &config)?
+                    .unfreeze(&ModelPart::Encoder, &config)?;
+            }
+            eprintln!(
+                "epoch {epoch}: gradual unfreezing: top {} of {layers} encoder layers train{}",
+                thawed.min(layers),
+                if thawed > layers {
+                    ", and the embeddings"
+                } else {
+                    ""
+                }
+            );
+        }
+        for part in &self.frozen {
+            model = model.freeze(part, &config)?;
+        }
+        self.classifier.model = model;
+        Ok(())
+    }
+
+    /// When no encoder parameter can train during the whole run, computes the pooled
+    /// embeddings once (train and validation splits); returns the seconds it took.
+    fn prepare_cache(&mut self) -> Result<f64> {
+        let encoder_frozen = trainable_parameters(&self.classifier.model.encoder) == 0;
+        if !encoder_frozen
+            || self.config.unfreeze_every.is_some()
+            || !self.config.cache_frozen_embeddings
+        {
+            return Ok(0.0);
+        }
+        let started = Instant::now();
+        let total: usize = self.loader.tasks().iter().map(|t| t.len()).sum::<usize>()
+            + self.valid.tokens.iter().map(|t| t.len()).sum::<usize>();
+        eprintln!(
+            "the encoder is frozen: computing its embeddings once ({total} texts); only the heads train"
+        );
+        let bar = progress_bar(total as u64, "embedding");
+        let batch = self.config.eval_batch_size;
+        let model = &self.classifier.model;
+        self.train_cache = Some(EmbeddingCache::compute(
+            model,
+            self.loader.tasks(),
+            batch,
+            &self.device,
+            |n| bar.inc(n as u64),
+        )?);
+        self.valid_cache = Some(EmbeddingCache::compute(
+            model,
+            &self.valid.tokens,
+            batch,
+            &self.plain,
+            |n| bar.inc(n as u64),
+        )?);
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!("embeddings cached in {seconds:.1} s");
+        Ok(seconds)
+    }
+
+    /// Runs the remaining epochs; returns whether early stopping ended them.
+    fn train_epochs(&mut self, optimizer: &mut TrainOptimizer) -> Result<bool> {
+        let tasks = self.loader.tasks().len();
+        let per_step = batches_per_step(self.config, tasks);
+        for epoch in self.state.epoch..self.config.epochs {
+            if epoch != self.state.epoch || self.state.batch_in_epoch == 0 {
+                self.apply_freezing(epoch)?;
+            }
+            self.state.epoch = epoch;
+            self.epoch_stats = vec![(0.0, 0, 0); tasks];
+            let batches: Vec<TaskBatch> = self
+                .loader
+                .resume(epoch as u64, self.state.batch_in_epoch)?
+                .collect();
+            let planned = batches.len() + self.state.batch_in_epoch;
+            let bar = progress_bar(
+                planned as u64,
+                &format!("epoch {}/{}", epoch + 1, self.config.epochs),
+            );
+            bar.set_position(self.state.batch_in_epoch as u64);
+            for chunk in batches.chunks(per_step) {
+                self.step(optimizer, chunk)?;
+                self.state.batch_in_epoch += chunk.len();
+                bar.inc(chunk.len() as u64);
+                bar.set_message(self.epoch_message());
+                let step = self.state.step;
+                if step.is_multiple_of(self.config.log_every) {
+                    self.write_train_records(optimizer)?;
+                }
+                let last = self.state.batch_in_epoch == planned;
+                if !last
+                    && self.config.eval_every > 0
+                    && step.is_multiple_of(self.config.eval_every)
+                    && self.evaluate_and_keep_best()?
+                {
+                    bar.finish_and_clear();
+                    return Ok(true);
+                }
+                if !last
+                    && self.config.checkpoint_every > 0
+                    && step.is_multiple_of(self.config.checkpoint_every)
+                {
+                    self.checkpoint(optimizer)?;
+                }
+            }
+            bar.finish_and_clear();
+            self.write_train_records(optimizer)?;
+            eprintln!(
+                "epoch {}/{}: {}",
+                epoch + 1,
+                self.config.epochs,
+                self.epoch_message()
+            );
+            let stop = self.evaluate_and_keep_best()?;
+            self.state.epoch = epoch + 1;
+            self.state.batch_in_epoch = 0;
+            self.checkpoint(optimizer)?;
+            if stop {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One optimiser step on `batches` (one or more micro-steps whose gradients are summed).
+    fn step(&mut self, optimizer: &mut TrainOptimizer, batches: &[TaskBatch]) -> Result<()> {
+        let micro = match self.config.step_mode {
+            StepMode::Task => 1,
+            StepMode::Joint => self.loader.tasks().len(),
+        };
+        let micro_steps = batches.len().div_ceil(micro);
+        let mut accumulator = GradientsAccumulator::<MultiTaskModel>::new();
+        for (index, group) in batches.chunks(micro).enumerate() {
+            self.device.seed(derive_seed(
+                self.config.seed,
+                &[3, self.state.step as u64, index as u64],
+            ));
+            let mut total: Option<Tensor<1>> = None;
+            for batch in group {
+                let logits = self.logits(batch);
+                let targets = batch.targets(&self.device);
+                let loss = self.loss.forward(logits.clone(), targets);
+                self.record(batch, logits)?;
+                let weight = self.config.tasks[batch.task].weight / micro_steps as f64;
+                let weighted = loss.mul_scalar(weight);
+                total = Some(match total {
+                    Some(t) => t + weighted,
+                    None => weighted,
+                });
+            }
+            let total = total.expect("a micro-step has a batch");
+            let grads = GradientsParams::from_grads(total.backward(), &self.classifier.model);
+            accumulator.accumulate(&self.classifier.model, grads);
+        }
+        let grads = accumulator.grads();
+        let model = self.classifier.model.clone();
+        let (model, norm) = optimizer.step(model, grads, self.state.step);
+        self.classifier.model = model;
+        self.last_grad_norm = Some(norm);
+        self.state.step += 1;
+        Ok(())
+    }
+
+    /// `[batch, labels]` logits of a training batch (from cached embeddings when the encoder is
+    /// frozen).
+    fn logits(&self, batch: &TaskBatch) -> Tensor<2> {
+        let model = &self.classifier.model;
+        match &self.train_cache {
+            Some(cache) => model.head_logits(cache.batch(batch.task, &batch.examples), batch.task),
+            None => model.forward(&batch.tokens.to_input(&self.device), batch.task),
+        }
+    }
+
+    /// Adds a batch's loss and accuracy to the running statistics; a non-finite loss stops the
+    /// run, naming the step and task.
+    fn record(&mut self, batch: &TaskBatch, logits: Tensor<2>) -> Result<()> {
+        let labels = self.loader.tasks()[batch.task].labels().len();
+        let values: Vec<f32> = logits
+            .into_data()
+            .try_into_vec()
+            .map_err(|e| anyhow::anyhow!("reading logits back: {e:?}"))?;
+        let (mut loss, mut correct) = (0.0, 0);
+        for (row, &truth) in values.chunks_exact(labels).zip(&batch.labels) {
+            loss += cross_entropy(row, truth as usize);
+            correct += usize::from(argmax(row, None) == truth as usize);
+        }
+        if !loss.is_finite() {
+            let checkpoint = self.dir.join(checkpoint::CHECKPOINT_DIR);
+            bail!(
+                "step {}: task {}: the loss is {loss} (not finite); stopping. The last good checkpoint \
+                 (if any) is in {}; try a lower learning rate",
+                self.state.step + 1,
+                self.loader.tasks()[batch.task].name(),
+                checkpoint.display()
+            );
+        }
+        for stats in [
+            &mut self.interval[batch.task],
+            &mut self.epoch_stats[batch.task],
+        ] {
+            stats.0 += loss;
+            stats.1 += correct;
+            stats.2 += batch.labels.len();
+        }
+        Ok(())
+    }
+
+    fn epoch_message(&self) -> String {
+        self.task_names()
+            .iter()
+            .zip(&self.epoch_stats)
+            .filter(|(_, s)| s.2 > 0)
+            .map(|(name, s)| {
+                format!(
+                    "{name} loss {:.3} acc {:.3}",
+                    s.0 / s.2 as f64,
+                    s.1 as f64 / s.2 as f64
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    fn write_train_records(&mut self, optimizer: &TrainOptimizer) -> Result<()> {
+        let (lr_encoder, lr_heads) = optimizer.lrs(self.state.step.saturating_sub(1));
+        let grad_norm = match &self.last_grad_norm {
+            Some(norm) => norm.clone().into_scalar::<f32>() as f64,
+            None => 0.0,
+        };
+        let seconds = self.seconds();
+        for (task, stats) in self.task_names().into_iter().zip(self.interval.iter_mut()) {
+            if stats.2 == 0 {
+                continue;
+            }
+            let record = Record::Train {
+                step: self.state.step,
+                epoch: self.state.epoch,
+                task,
+                loss: stats.0 / stats.2 as f64,
+                accuracy: stats.1 as f64 / stats.2 as f64,
+                examples: stats.2,
+                lr_encoder,
+                lr_heads,
+                grad_norm,
+                seconds,
+            };
+            self.log.write(&record)?;
+            *stats = (0.0, 0, 0);
+        }
+        Ok(())
+    }
+
+    fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Validation metrics of the current model.
+    fn evaluate_split(&self, split: Split) -> Result<Vec<TaskMetrics>> {
+        let model = self.classifier.model.valid();
+        let data = match split {
+            Split::Test => &self.test,
+            _ => &self.valid,
+        };
+        let batch = self.config.eval_batch_size;
+        data.tokens
+            .iter()
+            .enumerate()
+            .map(|(task, tokens)| match (&self.valid_cache, split) {
+                (Some(cache), Split::Valid) => evaluate_with(tokens, task, batch, None, |b| {
+                    model.head_logits(cache.batch(task, &b.examples), task)
+                }),
+                _ => evaluate(&model, &self.plain, tokens, task, batch, None),
+            })
+            .collect()
+    }
+
+    fn log_eval(&mut self, split: Split, metrics: &[TaskMetrics]) -> Result<()> {
+        for m in metrics {
+            self.log.write(&Record::Eval {
+                step: self.state.step,
+                epoch: self.state.epoch,
+                split: split.name().into(),
+                task: m.task.clone(),
+                loss: m.loss,
+                accuracy: m.accuracy,
+                macro_f1: m.macro_f1,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates on the validation split, saves the model to `best/` when the mean macro-F1
+    /// improves; returns whether early stopping says to stop.
+    fn evaluate_and_keep_best(&mut self) -> Result<bool> {
+        let metrics = self.evaluate_split(Split::Valid)?;
+        self.log_eval(Split::Valid, &metrics)?;
+        let score = metrics.iter().map(|m| m.macro_f1).sum::<f64>() / metrics.len() as f64;
+        let line: Vec<String> = metrics
+            .iter()
+            .map(|m| format!("{} acc {:.4} F1 {:.4}", m.task, m.accuracy, m.macro_f1))
+            .collect();
+        let improved = self.state.best.is_none_or(|b| score > b.score);
+        eprintln!(
+            "step {}: valid {} | mean F1 {score:.4}{}",
+            self.state.step,
+            line.join(", "),
+            if improved { " (best so far)" } else { "" }
+        );
+        if improved {
+            self.state.best = Some(Best {
+                score,
+                step: self.state.step,
+                epoch: self.state.epoch,
+            });
+            self.state.evals_since_best = 0;
+            self.state.best_valid = metrics;
+            self.classifier
+                .save(self.dir.join("best"))
+                .context("saving the best model")?;
+        } else {
+            self.state.evals_since_best += 1;
+        }
+        let stop = self
+            .config
+            .patience
+            .is_some_and(|p| self.state.evals_since_best >= p);
+        if stop {
+            eprintln!(
+                "early stopping: {} evaluations without a better mean macro-F1",
+                self.state.evals_since_best
+            );
+        }
+        Ok(stop)
+    }
+
+    fn checkpoint(&mut self, optimizer: &TrainOptimizer) -> Result<()> {
+        self.state.log_bytes = self.log.len()?;
+        self.state.seconds = self.seconds();
+        checkpoint::save(&self.dir, &self.classifier.model, optimizer, &self.state)
+    }
+
+    /// Plots, final evaluation of the best model (or the current one) on both splits,
+    /// `summary.json` and a summary table.
+    fn finish(mut self, stopped_early: bool, cache_seconds: f64) -> Result<Summary> {
+        let trained = self.state.step > 0;
+        let train_seconds = self.seconds();
+        let best_dir = self.dir.join("best");
+        if best_dir.join(mtl_model::CONFIG_FILE).is_file() {
+            let best = MultiTaskClassifier::load(&best_dir, &self.plain)
+                .context("loading the best model")?;
+            self.classifier.model = best.model.fork(&self.device);
+            self.valid_cache = None;
+        }
+        let valid = self.evaluate_split(Split::Valid)?;
+        let test = self.evaluate_split(Split::Test)?;
+        self.log_eval(Split::Test, &test)?;
+        write_plots(
+            &read_records(&self.dir.join("metrics.jsonl"))?,
+            &self.dir.join("plots"),
+        )?;
+        let summary = Summary {
+            run_dir: self.dir.clone(),
+            trained,
+            steps: self.state.step,
+            stopped_early,
+            best: self.state.best,
+            train_seconds,
+            cached_embeddings: self.train_cache.is_some(),
+            cache_seconds,
+            valid,
+            test,
+        };
+        let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
+        mtl_bert::atomic::write_file(&self.dir.join("summary.json"), json.as_bytes())?;
+        eprintln!("{}", summary_table(&summary));
+        Ok(summary)
+    }
+}
+
+fn progress_bar(length: u64, prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new(length);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(prefix.to_owned());
+    bar
+}
+
+/// The end-of-run table: validation and test accuracy and macro-F1 per task.
+pub fn summary_table(summary: &Summary) -> String {
+    let mut out = format!(
+        "\n{:<14} {:>10} {:>10} {:>10} {:>10}\n",
+        "task", "valid acc", "valid F1", "test acc", "test F1"
+    );
+    for (valid, test) in summary.valid.iter().zip(&summary.test) {
+        out += &format!(
+            "{:<14} {:>10.4} {:>10.4} {:>10.4} {:>10.4}\n",
+            valid.task, valid.accuracy, valid.macro_f1, test.accuracy, test.macro_f1
+        );
+    }
+    let best = summary.best.map_or("no evaluation".into(), |b| {
+        format!("step {} (epoch {})", b.step, b.epoch + 1)
+    });
+    out += &format!(
+        "{} optimiser steps in {:.0} s{}; best model: {best}; results in {}",
+        summary.steps,
+        summary.train_seconds,
+        if summary.cached_embeddings {
+            format!(
+                " (+{:.0} s caching frozen-encoder embeddings)",
+                summary.cache_seconds
+            )
+        } else {
+            String::new()
+        },
+        summary.run_dir.display()
+    );
+    out
+}

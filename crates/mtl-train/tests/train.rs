@@ -1,0 +1,486 @@
+//! End-to-end tests of `mtl train` and `mtl eval` on the tiny fixture model and small
+//! generated data sets.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use common::{mtl, tiny_dir};
+use mtl_bert::Backend;
+use mtl_bert::checkpoint::collect_tensors;
+use mtl_data::rng::SplitMix64;
+use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
+
+/// Writes a small two-class data set whose label is signalled by some of its words.
+fn write_task(dir: &Path, classes: &[(&str, &[&str])], train: usize, seed: u64) {
+    let filler = [
+        "the", "a", "of", "to", "and", "in", "is", "it", "on", "that", "this", "with",
+    ];
+    let mut rng = SplitMix64::new(seed);
+    std::fs::create_dir_all(dir).unwrap();
+    for (split, n) in [("train", train), ("valid", train / 4), ("test", train / 4)] {
+        let mut lines = String::new();
+        for i in 0..n {
+            let (label, cues) = classes[rng.below(classes.len() as u64) as usize];
+            let mut words: Vec<&str> = (0..1 + rng.below(3))
+                .map(|_| cues[rng.below(cues.len() as u64) as usize])
+                .collect();
+            words.extend(
+                (0..1 + rng.below(8)).map(|_| filler[rng.below(filler.len() as u64) as usize]),
+            );
+            rng.shuffle(&mut words);
+            let line = serde_json::json!({"id": format!("{split}-{i}"), "text": words.join(" "), "label": label});
+            lines += &format!("{line}\n");
+        }
+        std::fs::write(dir.join(format!("{split}.jsonl")), lines).unwrap();
+    }
+}
+
+/// Two tasks: topic (sport/tech, 96 training examples) and sentiment (160).
+fn data() -> (tempfile::TempDir, [String; 2]) {
+    let dir = tempfile::tempdir().unwrap();
+    write_task(
+        &dir.path().join("topic"),
+        &[
+            ("sport", &["team", "win", "game", "play"]),
+            ("tech", &["phone", "new", "tech", "market"]),
+        ],
+        96,
+        1,
+    );
+    write_task(
+        &dir.path().join("sentiment"),
+        &[
+            ("negative", &["bad", "terrible", "lose"]),
+            ("positive", &["good", "great", "win"]),
+        ],
+        160,
+        2,
+    );
+    let task = |name: &str| format!("{name}={}", dir.path().join(name).display());
+    let tasks = [task("topic"), task("sentiment")];
+    (dir, tasks)
+}
+
+/// `mtl train` on the tiny model and `tasks`, small batches and fast learning rates.
+fn train_args(tasks: &[String; 2], output: &Path) -> Vec<String> {
+    train_args_with_lrs(tasks, output, "1e-3", "1e-2")
+}
+
+fn train_args_with_lrs(
+    tasks: &[String; 2],
+    output: &Path,
+    encoder_lr: &str,
+    head_lr: &str,
+) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--model"].map(String::from).to_vec();
+    args.push(tiny_dir().display().to_string());
+    for task in tasks {
+        args.extend(["--task".into(), task.clone()]);
+    }
+    args.extend(["--output".into(), output.display().to_string()]);
+    args.extend(
+        [
+            "--batch-size",
+            "8",
+            "--max-seq-length",
+            "32",
+            "--encoder-lr",
+            encoder_lr,
+            "--head-lr",
+            head_lr,
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+fn run_ok(args: &[String]) -> String {
+    let output = mtl().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "mtl {} failed:\n{stderr}",
+        args.join(" ")
+    );
+    stderr
+}
+
+/// Every parameter of a checkpoint's model, by name.
+fn checkpoint_weights(run: &Path) -> Vec<(String, Vec<f32>)> {
+    let device = Backend::default_compiled().device(0).unwrap();
+    let config = MtlConfig::new(vec![
+        TaskConfig::new("topic", &["sport", "tech"]),
+        TaskConfig::new("sentiment", &["negative", "positive"]),
+    ]);
+    let classifier = MultiTaskClassifier::from_pretrained(tiny_dir(), config, 0, &device).unwrap();
+    let model = classifier
+        .model
+        .try_load_file(run.join("checkpoint/model.bpk"))
+        .unwrap();
+    collect_tensors(&model, |p| p.to_owned())
+        .into_iter()
+        .map(|t| {
+            let (name, _, _, _, bytes) = t.into_parts().unwrap();
+            let values = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()));
+            (name, values.collect())
+        })
+        .collect()
+}
+
+fn max_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|((na, va), (nb, vb))| {
+            assert_eq!(na, nb);
+            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn training_writes_a_complete_run_directory_and_eval_reads_it() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    let mut args = train_args(&tasks, &run);
+    args.extend(["--epochs", "10", "--eval-every", "40"].map(String::from));
+    let stderr = run_ok(&args);
+    assert!(stderr.contains("backend: flex"), "{stderr}");
+    assert!(
+        stderr.contains("until the first task runs out"),
+        "the epoch definition is logged: {stderr}"
+    );
+    for file in [
+        "config.toml",
+        "metrics.jsonl",
+        "plan.jsonl",
+        "summary.json",
+        "plots/loss.svg",
+        "plots/accuracy.svg",
+        "best/mtl.json",
+        "best/model.safetensors",
+        "checkpoint/state.json",
+    ] {
+        assert!(run.join(file).is_file(), "{file} written");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains(r#""kind":"train""#) && metrics.contains(r#""split":"valid""#));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["steps"], 230);
+    // The cue words make both tasks easy: training must have learnt more than chance (0.5).
+    for task in summary["test"].as_array().unwrap() {
+        assert!(task["accuracy"].as_f64().unwrap() >= 0.7, "{task}");
+    }
+
+    let out = mtl()
+        .args([
+            "eval",
+            "--model",
+            &run.join("best").display().to_string(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evaluations: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(evaluations.as_array().unwrap().len(), 2);
+    assert_eq!(evaluations[0]["task"], "topic");
+    assert_eq!(evaluations[0]["examples"], 24);
+    let best_test = summary["test"][0]["accuracy"].as_f64().unwrap();
+    assert!((evaluations[0]["accuracy"].as_f64().unwrap() - best_test).abs() < 1e-9);
+
+    let out = mtl()
+        .args([
+            "eval",
+            "--model",
+            &run.join("best").display().to_string(),
+            "--task",
+            "sentiment",
+            "--split",
+            "valid",
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("task sentiment") && table.contains("confusion"),
+        "{table}"
+    );
+}
+
+#[test]
+fn an_existing_run_is_not_overwritten_by_accident() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    let mut args = train_args(&tasks, &run);
+    args.extend(["--epochs", "1"].map(String::from));
+    run_ok(&args);
+    let out = mtl().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("already holds a run") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn resuming_after_a_kill_gives_the_uninterrupted_result() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let settings = [
+        "--epochs",
+        "12",
+        "--checkpoint-every",
+        "20",
+        "--log-every",
+        "5",
+    ]
+    .map(String::from);
+
+    let whole = runs.path().join("whole");
+    let mut args = train_args(&tasks, &whole);
+    args.extend(settings.clone());
+    run_ok(&args);
+
+    let killed = runs.path().join("killed");
+    let mut args = train_args(&tasks, &killed);
+    args.extend(settings);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtl"))
+        .args(&args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = killed.join("checkpoint/state.json");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let killed_at = loop {
+        if let Ok(text) = std::fs::read_to_string(&state)
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
+            && value["step"].as_u64().unwrap_or(0) >= 20
+        {
+            child.kill().unwrap();
+            break value["step"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.wait().unwrap();
+    assert!(
+        killed_at < 276,
+        "killed before the end (at the checkpoint of step {killed_at})"
+    );
+
+    let stderr = run_ok(&[
+        "train".into(),
+        "--resume".into(),
+        killed.display().to_string(),
+    ]);
+    assert!(stderr.contains("resuming at step"), "{stderr}");
+    let difference = max_difference(&checkpoint_weights(&whole), &checkpoint_weights(&killed));
+    assert!(difference <= 1e-6, "final weights differ by {difference}");
+    let metrics = |run: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("seconds");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        metrics(&killed),
+        metrics(&whole),
+        "the resumed log reads as one run"
+    );
+}
+
+#[test]
+fn a_frozen_encoder_trains_the_heads_on_cached_embeddings_with_the_same_result() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let mut weights = Vec::new();
+    for (name, extra) in [("cached", None), ("uncached", Some("--no-embedding-cache"))] {
+        let run = runs.path().join(name);
+        let mut args = train_args(&tasks, &run);
+        args.extend(["--epochs", "3", "--freeze", "encoder"].map(String::from));
+        args.extend(extra.map(String::from));
+        let stderr = run_ok(&args);
+        assert_eq!(
+            stderr.contains("computing its embeddings once"),
+            extra.is_none(),
+            "{stderr}"
+        );
+        weights.push(checkpoint_weights(&run));
+    }
+    let difference = max_difference(&weights[0], &weights[1]);
+    assert!(
+        difference <= 1e-5,
+        "cached and uncached training differ by {difference}"
+    );
+}
+
+#[test]
+fn cached_embeddings_give_the_logits_of_the_frozen_model() {
+    use mtl_model::ModelPart;
+    use mtl_train::train::cache::EmbeddingCache;
+    let (data_dir, _) = data();
+    let device = Backend::default_compiled().device(0).unwrap().autodiff();
+    let config = MtlConfig::new(vec![TaskConfig::new("topic", &["sport", "tech"])]);
+    let classifier =
+        MultiTaskClassifier::from_pretrained(tiny_dir(), config.clone(), 0, &device).unwrap();
+    let model = classifier
+        .model
+        .clone()
+        .freeze(&ModelPart::Encoder, &config)
+        .unwrap();
+    let task = mtl_data::TaskConfig::new("topic", data_dir.path().join("topic"), ["sport", "tech"]);
+    let tokens =
+        mtl_data::TokenizedTask::load(&task, mtl_data::Split::Train, classifier.tokenizer())
+            .unwrap();
+    let cache =
+        EmbeddingCache::compute(&model, std::slice::from_ref(&tokens), 7, &device, |_| {}).unwrap();
+    let valid = model.valid();
+    let plain = device.clone().without_autodiff();
+    let examples: Vec<usize> = (0..tokens.len()).step_by(3).collect();
+    let batch = tokens.batch(0, &examples);
+    let direct = valid.forward(&batch.tokens.to_input(&plain), 0);
+    let cached = valid.head_logits(cache.batch(0, &examples).to_device(&plain), 0);
+    let difference = (direct - cached).abs().max().into_scalar::<f32>();
+    assert!(difference <= 1e-5, "logits differ by {difference}");
+}
+
+#[test]
+fn freezing_everything_evaluates_without_training() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    let mut args = train_args(&tasks, &run);
+    args.extend(["--freeze", "all"].map(String::from));
+    let stderr = run_ok(&args);
+    assert!(stderr.contains("nothing trains"), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["trained"], false);
+    assert_eq!(summary["steps"], 0);
+}
+
+#[test]
+fn joint_steps_and_other_samplers_train() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    for (name, extra) in [
+        (
+            "joint",
+            &["--step-mode", "joint", "--grad-accumulation", "2"][..],
+        ),
+        (
+            "temperature",
+            &[
+                "--sampler",
+                "temperature:2",
+                "--epoch",
+                "steps:30",
+                "--layer-lr-decay",
+                "0.8",
+            ][..],
+        ),
+        (
+            "unfreeze",
+            &["--unfreeze-every", "1", "--epochs", "4", "--head", "mlp:16"][..],
+        ),
+    ] {
+        let run = runs.path().join(name);
+        let mut args = train_args(&tasks, &run);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let stderr = run_ok(&args);
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap())
+                .unwrap();
+        assert!(summary["steps"].as_u64().unwrap() > 0, "{name}: {stderr}");
+        if name == "unfreeze" {
+            assert!(
+                stderr.contains("top 0 of 2 encoder layers train"),
+                "{stderr}"
+            );
+            assert!(
+                stderr.contains("top 2 of 2 encoder layers train"),
+                "{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_diverging_loss_stops_the_run_naming_step_and_task() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    let mut args = train_args_with_lrs(&tasks, &run, "1e30", "1e30");
+    args.extend(["--max-grad-norm", "0", "--warmup-ratio", "0"].map(String::from));
+    let out = mtl().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(not finite); stopping"), "{stderr}");
+    assert!(
+        stderr.contains("step ") && stderr.contains("task "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn configuration_errors_are_clear() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let config = runs.path().join("bad.toml");
+    std::fs::write(&config, "epocs = 3\n").unwrap();
+    let out = mtl()
+        .args(["train", "--config", &config.display().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("unknown field `epocs`"),
+        "{stderr}"
+    );
+
+    let mut args = train_args(&tasks, &runs.path().join("run"));
+    args.extend(["--sampler", "random"].map(String::from));
+    let out = mtl().args(&args).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sampler \"random\""));
+
+    let out = mtl()
+        .args(["train", "--resume", &runs.path().display().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is not a run directory to resume"),
+        "{stderr}"
+    );
+
+    let mut args = train_args(&tasks, &runs.path().join("run2"));
+    args.extend(["--freeze", "head:spam"].map(String::from));
+    let out = mtl().args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("unknown task \"spam\""),
+        "{stderr}"
+    );
+}
