@@ -6,6 +6,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(about = "Project tasks: fetch assets, run the tests", long_about = None)]
 struct Cli {
@@ -51,6 +53,25 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure throughput and peak memory in release mode: embedding (batch 1, 32, 128),
+    /// full fine-tuning and frozen-encoder training (batch 32, 64 tokens) on all-MiniLM-L6-v2
+    /// and 2,000 sentences of the data sets; with --with-pytorch the same measurements through
+    /// sentence-transformers / PyTorch, interleaved in the same run. Prints a Markdown table of
+    /// medians (with min-max) and writes target/bench/results.json.
+    Bench {
+        /// flex (CPU, default), ndarray, wgpu, tch or cuda.
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Also run scripts/bench_pytorch.py (creates .cache/torch-venv on first use).
+        #[arg(long)]
+        with_pytorch: bool,
+        /// Repetitions of every measurement (each in its own process).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Only these measurements (embed1, embed32, embed128, finetune, frozen).
+        #[arg(long = "only", value_name = "NAME")]
+        only: Vec<String>,
+    },
     /// Fetch what the tests need, then run every test of the workspace on the CPU backends
     /// (flex and ndarray).
     Test {
@@ -77,6 +98,12 @@ fn main() -> Result<()> {
             }
             run_mtl("eval", &backend, args)?;
         }
+        Task::Bench {
+            backend,
+            with_pytorch,
+            repeat,
+            only,
+        } => bench::run(&backend, with_pytorch, repeat, &only)?,
         Task::Test { args } => {
             fetch_model()?;
             datasets(false)?;
@@ -91,14 +118,14 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn fetch_model() -> Result<PathBuf> {
+pub(crate) fn fetch_model() -> Result<PathBuf> {
     let cache = mtl_assets::cache_dir();
     mtl_assets::fetch_default_model(&cache)
         .with_context(|| format!("fetching the default model into {}", cache.display()))
 }
 
 /// The workspace root: the parent of this crate's directory.
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let xtask = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     xtask
         .parent()
@@ -107,7 +134,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Fetches and extracts the data sets (see `Task::Datasets`) and prints their counts.
-fn datasets(update_manifest: bool) -> Result<()> {
+pub(crate) fn datasets(update_manifest: bool) -> Result<()> {
     let root = workspace_root();
     let manifest = root.join("datasets").join("manifest.json");
     let dir = std::env::var_os("MTL_DATASETS_DIR")
@@ -141,7 +168,7 @@ fn datasets(update_manifest: bool) -> Result<()> {
 }
 
 /// The Cargo features of the `mtl-train` crate, one per backend.
-const BACKENDS: [&str; 5] = ["flex", "ndarray", "wgpu", "tch", "cuda"];
+pub(crate) const BACKENDS: [&str; 5] = ["flex", "ndarray", "wgpu", "tch", "cuda"];
 
 /// Builds `mtl` in release mode with `backend`'s feature, then runs `mtl COMMAND --backend
 /// BACKEND ARGS...` from the workspace root.
@@ -182,7 +209,7 @@ fn run_mtl(command: &str, backend: &str, args: Vec<String>) -> Result<()> {
 }
 
 /// Runs cargo (the one running this xtask) with `args`, failing if it fails.
-fn cargo(args: impl IntoIterator<Item = String>) -> Result<()> {
+pub(crate) fn cargo(args: impl IntoIterator<Item = String>) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args: Vec<String> = args.into_iter().collect();
     eprintln!("running: cargo {}", args.join(" "));

@@ -1,12 +1,27 @@
 //! Multi-head self-attention with a padding mask, and its output projection (post-LayerNorm).
 
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::config::BertConfig;
+
+/// A linear layer `input -> output` with weights drawn from `init` and zero biases (as
+/// `transformers` initialises BERT).
+pub(crate) fn linear(input: usize, output: usize, init: &Initializer, device: &Device) -> Linear {
+    let mut layer = LinearConfig::new(input, output)
+        .with_initializer(init.clone())
+        .init(device);
+    layer.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+        [output],
+        device,
+    )));
+    layer
+}
 
 /// The additive attention bias of a padded batch: 0 for real tokens and the most negative
 /// finite float for padding, as `transformers` builds it from `attention_mask`.
@@ -36,9 +51,9 @@ pub struct BertSelfAttention {
 }
 
 impl BertSelfAttention {
-    /// Builds randomly initialised projections for `config` on `device`.
-    pub fn init(config: &BertConfig, device: &Device) -> Self {
-        let linear = || LinearConfig::new(config.hidden_size, config.hidden_size).init(device);
+    /// Builds projections for `config` on `device`, weights drawn from `init`.
+    pub fn init(config: &BertConfig, init: &Initializer, device: &Device) -> Self {
+        let linear = || linear(config.hidden_size, config.hidden_size, init, device);
         Self {
             query: linear(),
             key: linear(),
@@ -95,10 +110,10 @@ pub struct BertSelfOutput {
 }
 
 impl BertSelfOutput {
-    /// Builds a randomly initialised output block for `config` on `device`.
-    pub fn init(config: &BertConfig, device: &Device) -> Self {
+    /// Builds an output block for `config` on `device`, weights drawn from `init`.
+    pub fn init(config: &BertConfig, init: &Initializer, device: &Device) -> Self {
         Self {
-            dense: LinearConfig::new(config.hidden_size, config.hidden_size).init(device),
+            dense: linear(config.hidden_size, config.hidden_size, init, device),
             layer_norm: LayerNormConfig::new(config.hidden_size)
                 .with_epsilon(config.layer_norm_eps)
                 .init(device),
@@ -123,11 +138,11 @@ pub struct BertAttention {
 }
 
 impl BertAttention {
-    /// Builds a randomly initialised attention block for `config` on `device`.
-    pub fn init(config: &BertConfig, device: &Device) -> Self {
+    /// Builds an attention block for `config` on `device`, weights drawn from `init`.
+    pub fn init(config: &BertConfig, init: &Initializer, device: &Device) -> Self {
         Self {
-            self_attention: BertSelfAttention::init(config, device),
-            output: BertSelfOutput::init(config, device),
+            self_attention: BertSelfAttention::init(config, init, device),
+            output: BertSelfOutput::init(config, init, device),
         }
     }
 

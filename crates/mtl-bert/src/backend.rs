@@ -117,6 +117,31 @@ impl Backend {
     }
 }
 
+/// How many row groups an inference batch is split into on `device`: the size of the thread
+/// pool on the pure-Rust CPU backends (flex, ndarray), whose matrix products use every core but
+/// whose element-wise operations (GELU, additions, LayerNorm's neighbours) run on one; 1 on the
+/// others, which parallelise every operation themselves.
+pub fn inference_row_groups(device: &Device) -> usize {
+    let device = device.clone().without_autodiff();
+    #[allow(unused_mut)]
+    let mut rust_cpu = false;
+    #[cfg(feature = "flex")]
+    {
+        rust_cpu |= device == Device::flex();
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    {
+        rust_cpu |= device == Device::ndarray();
+    }
+    let _ = device;
+    if rust_cpu {
+        rayon::current_num_threads()
+    } else {
+        1
+    }
+}
+
 fn names(backends: &[Backend]) -> String {
     if backends.is_empty() {
         return "none".into();

@@ -1,6 +1,8 @@
 //! BERT's input embeddings: word + position + token type, then LayerNorm and dropout.
 
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+};
 use burn::prelude::*;
 
 use crate::config::BertConfig;
@@ -22,9 +24,13 @@ pub struct BertEmbeddings {
 }
 
 impl BertEmbeddings {
-    /// Builds randomly initialised embeddings for `config` on `device`.
-    pub fn init(config: &BertConfig, device: &Device) -> Self {
-        let embedding = |n| EmbeddingConfig::new(n, config.hidden_size).init(device);
+    /// Builds embeddings for `config` on `device`, weights drawn from `init`.
+    pub fn init(config: &BertConfig, init: &Initializer, device: &Device) -> Self {
+        let embedding = |n| {
+            EmbeddingConfig::new(n, config.hidden_size)
+                .with_initializer(init.clone())
+                .init(device)
+        };
         Self {
             word_embeddings: embedding(config.vocab_size),
             position_embeddings: embedding(config.max_position_embeddings),

@@ -1,10 +1,10 @@
 //! One transformer layer: attention, then the feed-forward block (post-LayerNorm).
 
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, gelu_approximate, relu};
 
-use crate::attention::BertAttention;
+use crate::attention::{BertAttention, linear};
 use crate::config::{BertConfig, HiddenAct};
 
 /// The feed-forward expansion and its activation (`intermediate` in the checkpoint).
@@ -63,16 +63,16 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    /// Builds a randomly initialised layer for `config` on `device`.
-    pub fn init(config: &BertConfig, device: &Device) -> Self {
+    /// Builds a layer for `config` on `device`, weights drawn from `init`.
+    pub fn init(config: &BertConfig, init: &Initializer, device: &Device) -> Self {
         Self {
-            attention: BertAttention::init(config, device),
+            attention: BertAttention::init(config, init, device),
             intermediate: BertIntermediate {
-                dense: LinearConfig::new(config.hidden_size, config.intermediate_size).init(device),
+                dense: linear(config.hidden_size, config.intermediate_size, init, device),
                 activation: config.hidden_act,
             },
             output: BertOutput {
-                dense: LinearConfig::new(config.intermediate_size, config.hidden_size).init(device),
+                dense: linear(config.intermediate_size, config.hidden_size, init, device),
                 layer_norm: LayerNormConfig::new(config.hidden_size)
                     .with_epsilon(config.layer_norm_eps)
                     .init(device),

@@ -370,3 +370,19 @@ fn token_batch_lengths_count_real_tokens() {
     assert_eq!(batch.input_ids[7], i64::from(tokenizer.pad_id()));
     assert_eq!(batch.input_ids[15], 3, "truncation keeps the final [SEP]");
 }
+
+#[test]
+fn row_groups_at_inference_give_the_whole_batch_result() {
+    let texts = minilm_reference().strings("texts");
+    for (backend, device) in cpu_devices() {
+        let groups = mtl_bert::backend::inference_row_groups(&device);
+        let encoder = SentenceEncoder::load(minilm_dir(), &device).unwrap();
+        let tokenizer = encoder.tokenizer();
+        let batch = tokenizer.pad(tokenizer.encode(&texts).unwrap()).unwrap();
+        let input = batch.to_input(&device);
+        let split = tensor_values(encoder.model().forward(&input));
+        let whole = tensor_values(encoder.model().forward_whole(&input));
+        let what = format!("{backend} ({groups} row groups) vs the whole batch");
+        assert_close(&what, &split, &whole, 1e-5);
+    }
+}

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sentence embeddings and multi-task text classification with BERT-family models on Burn.
 #[derive(Parser)]
 #[command(name = "mtl", version, propagate_version = true)]
@@ -24,6 +27,7 @@ enum Command {
 /// Runs the command; an error prints as `error: what failed: why` (its whole chain of
 /// causes on one line) and exits with status 1.
 fn main() -> ExitCode {
+    mtl_train::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -1,0 +1,210 @@
+//! `mtl-bench`: one throughput measurement per process (so its peak memory is its own), printed
+//! as one JSON line. `cargo xtask bench` runs these, interleaved with the PyTorch script's
+//! measurements, and tabulates medians.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use clap::{Parser, ValueEnum};
+use mtl_bert::{EncodeOptions, SentenceEncoder};
+use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, TaskConfig};
+use mtl_train::backend::BackendArgs;
+use mtl_train::train::cache::EmbeddingCache;
+use mtl_train::train::config::TrainConfig;
+use mtl_train::train::optimizer::TrainOptimizer;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Measurement {
+    /// Sentence embeddings (mean pooling, normalised) of the whole corpus: texts/s.
+    Embed,
+    /// Full fine-tuning steps (encoder and a 3-class head): examples/s.
+    Finetune,
+    /// One epoch over the corpus with the encoder frozen, embeddings cached once: examples/s.
+    Frozen,
+}
+
+/// Measures one throughput and prints `{"measurement", "batch_size", "examples", "seconds",
+/// "throughput", "peak_rss_mib"}`.
+#[derive(Debug, Parser)]
+struct Args {
+    /// What to measure.
+    #[arg(value_enum)]
+    measurement: Measurement,
+    /// The corpus: one text per line.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// The model directory.
+    #[arg(long)]
+    model: PathBuf,
+    /// Texts per batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Truncation length (fine-tuning and frozen training; embedding uses the model's 256).
+    #[arg(long, default_value_t = 64)]
+    max_seq_length: usize,
+    /// Fine-tuning steps timed (after 2 untimed ones).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+fn main() -> Result<()> {
+    mtl_train::keep_freed_memory();
+    let args = Args::parse();
+    let device = args.backend.device()?;
+    let text = std::fs::read_to_string(&args.corpus)
+        .with_context(|| format!("reading {}", args.corpus.display()))?;
+    let corpus: Vec<&str> = text.lines().collect();
+    let (examples, seconds) = match args.measurement {
+        Measurement::Embed => embed(&args, &device, &corpus)?,
+        Measurement::Finetune => finetune(&args, &device, &corpus)?,
+        Measurement::Frozen => frozen(&args, &device, &corpus)?,
+    };
+    let result = serde_json::json!({
+        "measurement": format!("{:?}", args.measurement).to_lowercase(),
+        "batch_size": args.batch_size,
+        "examples": examples,
+        "seconds": seconds,
+        "throughput": examples as f64 / seconds,
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{result}");
+    Ok(())
+}
+
+fn embed(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64)> {
+    let encoder = SentenceEncoder::load(&args.model, device)?;
+    let options = EncodeOptions {
+        batch_size: args.batch_size,
+        ..EncodeOptions::default()
+    };
+    encoder.encode(&corpus[..corpus.len().min(64)], &options)?;
+    let started = Instant::now();
+    let embeddings = encoder.encode(corpus, &options)?;
+    Ok((embeddings.len(), started.elapsed().as_secs_f64()))
+}
+
+fn classifier(args: &Args, device: &Device) -> Result<MultiTaskClassifier> {
+    let mut config = MtlConfig::new(vec![TaskConfig::new("task", &["a", "b", "c"])]);
+    config.max_seq_length = Some(args.max_seq_length);
+    Ok(MultiTaskClassifier::from_pretrained(
+        &args.model,
+        config,
+        0,
+        device,
+    )?)
+}
+
+/// The corpus tokenized, in batches of `batch_size` consecutive texts, with labels `i % 3`.
+fn batches(
+    classifier: &MultiTaskClassifier,
+    corpus: &[&str],
+    batch_size: usize,
+) -> Result<Vec<(mtl_bert::TokenBatch, Vec<i64>)>> {
+    let tokenizer = classifier.tokenizer();
+    corpus
+        .chunks(batch_size)
+        .enumerate()
+        .map(|(b, texts)| {
+            let batch = tokenizer.pad(tokenizer.encode(texts)?)?;
+            let labels = (0..texts.len())
+                .map(|i| ((b * batch_size + i) % 3) as i64)
+                .collect();
+            Ok((batch, labels))
+        })
+        .collect()
+}
+
+fn finetune(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64)> {
+    let device = device.clone().autodiff();
+    let mut classifier = classifier(args, &device)?;
+    let batches = batches(&classifier, corpus, args.batch_size)?;
+    let config = TrainConfig::default();
+    let mut optimizer = TrainOptimizer::new(&classifier.model, &config, args.steps + 2);
+    let loss = CrossEntropyLossConfig::new().init(&device);
+    let mut examples = 0;
+    let mut started = Instant::now();
+    for (step, (batch, labels)) in batches.iter().cycle().take(args.steps + 2).enumerate() {
+        if step == 2 {
+            started = Instant::now();
+            examples = 0;
+        }
+        let targets =
+            Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [labels.len()]), &device);
+        let logits = classifier.model.forward(&batch.to_input(&device), 0);
+        let value = loss.forward(logits, targets);
+        let _ = value.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(value.backward(), &classifier.model);
+        let (model, _) = optimizer.step(classifier.model, grads, step);
+        classifier.model = model;
+        examples += labels.len();
+    }
+    Ok((examples, started.elapsed().as_secs_f64()))
+}
+
+fn frozen(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64)> {
+    let device = device.clone().autodiff();
+    let mut classifier = classifier(args, &device)?;
+    let config = classifier.config().clone();
+    classifier.model = classifier.model.freeze(&ModelPart::Encoder, &config)?;
+    let started = Instant::now();
+    let data = mtl_data::TaskData {
+        name: "task".into(),
+        labels: config.tasks[0].labels.clone(),
+        path: args.corpus.clone(),
+        examples: corpus
+            .iter()
+            .enumerate()
+            .map(|(i, text)| mtl_data::Example {
+                id: i.to_string(),
+                text: (*text).to_owned(),
+                label: i % 3,
+            })
+            .collect(),
+    };
+    let tokens = mtl_data::TokenizedTask::new(&data, classifier.tokenizer())?;
+    let cache = EmbeddingCache::compute(
+        &classifier.model,
+        std::slice::from_ref(&tokens),
+        args.batch_size,
+        &device,
+        |_| {},
+    )?;
+    let train = TrainConfig::default();
+    let steps = corpus.len().div_ceil(args.batch_size);
+    let mut optimizer = TrainOptimizer::new(&classifier.model, &train, steps);
+    let loss = CrossEntropyLossConfig::new().init(&device);
+    let indices: Vec<usize> = (0..corpus.len()).collect();
+    for (step, chunk) in indices.chunks(args.batch_size).enumerate() {
+        let batch = tokens.batch(0, chunk);
+        let logits = classifier.model.head_logits(cache.batch(0, chunk), 0);
+        let value = loss.forward(logits, batch.targets(&device));
+        let _ = value.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(value.backward(), &classifier.model);
+        let (model, _) = optimizer.step(classifier.model, grads, step);
+        classifier.model = model;
+    }
+    Ok((corpus.len(), started.elapsed().as_secs_f64()))
+}
+
+/// The process's peak resident memory (`VmHWM`), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
