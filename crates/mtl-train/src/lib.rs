@@ -10,6 +10,7 @@ pub mod eval;
 pub mod evaluate;
 pub mod metrics;
 pub mod model_source;
+pub mod predict;
 pub mod progress;
 pub mod similarity;
 pub mod text_input;

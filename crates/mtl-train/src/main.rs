@@ -22,6 +22,7 @@ enum Command {
     Similarity(mtl_train::similarity::SimilarityArgs),
     Train(Box<mtl_train::train::args::TrainArgs>),
     Eval(mtl_train::eval::EvalArgs),
+    Predict(mtl_train::predict::PredictArgs),
 }
 
 /// Runs the command; an error prints as `error: what failed: why` (its whole chain of
@@ -43,5 +44,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Similarity(args) => mtl_train::similarity::run(&args),
         Command::Train(args) => mtl_train::train::args::run(&args).map(drop),
         Command::Eval(args) => mtl_train::eval::run(&args).map(drop),
+        Command::Predict(args) => mtl_train::predict::run(&args),
     }
 }

@@ -98,6 +98,11 @@ fn train_args_with_lrs(
     args
 }
 
+/// The data directory of a `name=DIR` task argument.
+fn tasks_dir(task: &str) -> &Path {
+    Path::new(task.split_once('=').unwrap().1)
+}
+
 fn run_ok(args: &[String]) -> String {
     let output = mtl().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
@@ -200,6 +205,68 @@ fn training_writes_a_complete_run_directory_and_eval_reads_it() {
     assert_eq!(evaluations[0]["examples"], 24);
     let best_test = summary["test"][0]["accuracy"].as_f64().unwrap();
     assert!((evaluations[0]["accuracy"].as_f64().unwrap() - best_test).abs() < 1e-9);
+
+    // `mtl predict` gives the labels `mtl eval` scored: its accuracy on the topic test split
+    // is the one eval reported.
+    let test_lines = std::fs::read_to_string(tasks_dir(&tasks[0]).join("test.jsonl")).unwrap();
+    let examples: Vec<serde_json::Value> = test_lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: String = examples
+        .iter()
+        .map(|e| format!("{}\n", e["text"].as_str().unwrap()))
+        .collect();
+    let texts_file = runs.path().join("texts.txt");
+    std::fs::write(&texts_file, texts).unwrap();
+    let best = run.join("best").display().to_string();
+    let out = mtl()
+        .args(["predict", "--model", &best, "--format", "jsonl", "--input"])
+        .arg(&texts_file)
+        .args(["--task", "topic", "--batch-size", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let predictions: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(predictions.len(), examples.len());
+    let correct = examples
+        .iter()
+        .zip(&predictions)
+        .filter(|(example, prediction)| {
+            assert_eq!(example["text"], prediction["text"], "input order is kept");
+            let only = &prediction["predictions"].as_array().unwrap()[..];
+            assert_eq!(only.len(), 1, "only the asked task: {prediction}");
+            example["label"] == only[0]["label"]
+        })
+        .count();
+    let accuracy = correct as f64 / examples.len() as f64;
+    assert!((evaluations[0]["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-9);
+    let out = mtl()
+        .args(["predict", "--model", &best, "good team"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.lines().count() == 2 && table.contains("sentiment"),
+        "one line per task: {table}"
+    );
+    let out = mtl()
+        .args(["predict", "--model", &best, "--task", "weather", "x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(r#"unknown task "weather""#),
+        "{stderr}"
+    );
 
     let out = mtl()
         .args([

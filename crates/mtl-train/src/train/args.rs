@@ -47,7 +47,7 @@ pub struct TrainArgs {
     /// Head of every task: `linear` or `mlp:WIDTH` (one hidden layer). Default: linear.
     #[arg(long)]
     pub head: Option<String>,
-    /// Number of epochs. Default: 6.
+    /// Number of epochs. Default: 8.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// What an epoch is: smallest (until the smallest task runs out), largest (smaller tasks

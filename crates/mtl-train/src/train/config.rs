@@ -89,7 +89,7 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The tasks. Default: topic (BBC News) and sentiment (CrowdFlower tweets, 3 classes).
     pub tasks: Vec<TaskSpec>,
-    /// Number of epochs. Default: 6.
+    /// Number of epochs. Default: 8.
     pub epochs: usize,
     /// What an epoch is: `smallest` (until the smallest task runs out), `largest` (until the
     /// largest does; smaller ones cycle), `all` (every example once) or `steps:N`.
@@ -158,7 +158,7 @@ impl Default for TrainConfig {
                 TaskSpec::new("topic", "bbc"),
                 TaskSpec::new("sentiment", "tweets"),
             ],
-            epochs: 6,
+            epochs: 8,
             epoch: "smallest".into(),
             sampler: "round-robin".into(),
             batch_size: 32,

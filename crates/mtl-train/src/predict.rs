@@ -1,0 +1,91 @@
+//! `mtl predict`: the labels a saved multi-task model gives texts.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use mtl_model::MultiTaskClassifier;
+
+use crate::backend::BackendArgs;
+use crate::text_input::{InputArgs, TextReader};
+
+/// Output format of `mtl predict`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PredictFormat {
+    /// One line per text and task: text, task, label, probability.
+    Table,
+    /// One JSON object per text: `{"text": ..., "predictions": [{"task", "label",
+    /// "label_index", "probabilities"}, ...]}`.
+    Jsonl,
+}
+
+/// Predict with a saved model: the most probable label of every task (or one task) for each
+/// text, with its probability.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The saved model directory (e.g. runs/default/best).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Texts; without them, texts are read from --input or standard input, one per line.
+    pub texts: Vec<String>,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Only this task (default: every task, with one encoder pass per batch).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Texts per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// table or jsonl.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: PredictFormat,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// Texts read and predicted at a time (bounds memory on large inputs).
+const CHUNK: usize = 4096;
+
+/// Runs `mtl predict`, writing to standard output.
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let device = args.backend.device()?;
+    let model = MultiTaskClassifier::load(&args.model, &device)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    if let Some(task) = &args.task {
+        model.task_index(task)?;
+    }
+    let mut reader = TextReader::open(&args.input.source(&args.texts)?, args.input.lossy)?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let texts = reader.next_chunk(CHUNK)?;
+        if texts.is_empty() {
+            break;
+        }
+        let predictions = model.predict(&texts, args.task.as_deref(), args.batch_size)?;
+        let mut text_out = String::new();
+        for (text, predictions) in texts.iter().zip(predictions) {
+            match args.format {
+                PredictFormat::Jsonl => {
+                    let line = serde_json::json!({"text": text, "predictions": predictions});
+                    text_out += &format!("{line}\n");
+                }
+                PredictFormat::Table => {
+                    for p in predictions {
+                        text_out += &format!(
+                            "{:<12} {:<14} {:.3}  {text}\n",
+                            p.task, p.label, p.probabilities[p.label_index]
+                        );
+                    }
+                }
+            }
+        }
+        if let Err(e) = out.write_all(text_out.as_bytes()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e).context("writing to standard output");
+        }
+    }
+    Ok(())
+}
