@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{BACKENDS, cargo, datasets, fetch_model, workspace_root};
+use crate::{BACKENDS, backend_env, cargo_with_env, datasets, fetch_model, workspace_root};
 
 /// `(name, measurement, batch size)`.
 const MEASUREMENTS: [(&str, &str, usize); 5] = [
@@ -31,7 +31,8 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
     let model = fetch_model()?;
     datasets(false)?;
     let corpus = write_corpus(&root)?;
-    cargo(
+    let env = backend_env(backend)?;
+    cargo_with_env(
         [
             "build",
             "--release",
@@ -43,6 +44,7 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
             backend,
         ]
         .map(String::from),
+        &env,
     )?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
@@ -66,7 +68,10 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
             ];
             eprintln!("[{}/{repeat}] {name}: ours ({backend})", rep + 1);
             let mut command = Command::new(&ours);
-            command.args(&common).args(["--backend", backend]);
+            command
+                .args(&common)
+                .args(["--backend", backend])
+                .envs(env.iter().map(|(k, v)| (k, v)));
             results.push((name.to_string(), "ours", run_json(command)?));
             if with_pytorch {
                 eprintln!("[{}/{repeat}] {name}: PyTorch", rep + 1);

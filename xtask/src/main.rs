@@ -1,6 +1,6 @@
 //! Project tasks, run as `cargo xtask <task>` (an alias in `.cargo/config.toml`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -72,6 +72,15 @@ enum Task {
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
     },
+    /// Check GPU-capable backends against the CPU: encoder outputs within 1e-4 of flex's
+    /// and five training steps within 1e-3 (crates/mtl-train/tests/backends.rs). `wgpu` runs
+    /// on Mesa's software Vulkan where there is no GPU; `tch` builds against the torch 2.9.0
+    /// wheel (creating .cache/torch-venv on first use) and runs on CUDA or libtorch's CPU.
+    TestBackend {
+        /// wgpu, tch or cuda; several are built together and each is checked.
+        #[arg(required = true)]
+        backends: Vec<String>,
+    },
     /// Fetch what the tests need, then run every test of the workspace on the CPU backends
     /// (flex and ndarray).
     Test {
@@ -104,6 +113,32 @@ fn main() -> Result<()> {
             repeat,
             only,
         } => bench::run(&backend, with_pytorch, repeat, &only)?,
+        Task::TestBackend { backends } => {
+            fetch_model()?;
+            let mut env = Vec::new();
+            for backend in &backends {
+                if !BACKENDS.contains(&backend.as_str()) {
+                    bail!(
+                        "unknown backend {backend:?} (expected one of {})",
+                        BACKENDS.join(", ")
+                    );
+                }
+                env.extend(backend_env(backend)?);
+            }
+            let features = backends.join(",");
+            let args = [
+                "test",
+                "-p",
+                "mtl-train",
+                "--features",
+                &features,
+                "--test",
+                "backends",
+                "--",
+                "--nocapture",
+            ];
+            cargo_with_env(args.map(String::from), &env)?;
+        }
         Task::Test { args } => {
             fetch_model()?;
             datasets(false)?;
@@ -180,7 +215,8 @@ fn run_mtl(command: &str, backend: &str, args: Vec<String>) -> Result<()> {
         );
     }
     let root = workspace_root();
-    cargo(
+    let env = backend_env(backend)?;
+    cargo_with_env(
         [
             "build",
             "--release",
@@ -190,6 +226,7 @@ fn run_mtl(command: &str, backend: &str, args: Vec<String>) -> Result<()> {
             backend,
         ]
         .map(String::from),
+        &env,
     )?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
@@ -199,6 +236,7 @@ fn run_mtl(command: &str, backend: &str, args: Vec<String>) -> Result<()> {
     eprintln!("running: mtl {}", full.join(" "));
     let status = Command::new(&binary)
         .args(&full)
+        .envs(env)
         .current_dir(&root)
         .status()
         .with_context(|| format!("starting {}", binary.display()))?;
@@ -208,13 +246,64 @@ fn run_mtl(command: &str, backend: &str, args: Vec<String>) -> Result<()> {
     Ok(())
 }
 
+/// The environment a backend needs to build and run: for `tch`, the torch 2.9.0 wheel of
+/// .cache/torch-venv (created on first use) as libtorch (`LIBTORCH_USE_PYTORCH=1`, its python
+/// first on `PATH`, its `torch/lib` on `LD_LIBRARY_PATH`); nothing for the others.
+pub(crate) fn backend_env(backend: &str) -> Result<Vec<(String, String)>> {
+    if backend != "tch" {
+        return Ok(Vec::new());
+    }
+    let script = workspace_root().join("scripts/ensure_venv.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "creating the PyTorch environment failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let venv = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let torch_lib = std::fs::read_dir(venv.join("lib"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/torch/lib"))
+        .find(|p| p.is_dir())
+        .with_context(|| format!("{} has no site-packages/torch/lib", venv.display()))?;
+    let join = |first: &Path, var: &str| {
+        let rest = std::env::var(var).unwrap_or_default();
+        if rest.is_empty() {
+            first.display().to_string()
+        } else {
+            format!("{}:{rest}", first.display())
+        }
+    };
+    Ok(vec![
+        ("LIBTORCH_USE_PYTORCH".into(), "1".into()),
+        ("PATH".into(), join(&venv.join("bin"), "PATH")),
+        (
+            "LD_LIBRARY_PATH".into(),
+            join(&torch_lib, "LD_LIBRARY_PATH"),
+        ),
+    ])
+}
+
 /// Runs cargo (the one running this xtask) with `args`, failing if it fails.
 pub(crate) fn cargo(args: impl IntoIterator<Item = String>) -> Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with extra environment variables.
+pub(crate) fn cargo_with_env(
+    args: impl IntoIterator<Item = String>,
+    env: &[(String, String)],
+) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args: Vec<String> = args.into_iter().collect();
     eprintln!("running: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(&args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .status()
         .with_context(|| format!("starting {cargo}"))?;
     if !status.success() {
