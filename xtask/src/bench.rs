@@ -6,7 +6,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{BACKENDS, backend_env, cargo_with_env, datasets, fetch_model, workspace_root};
+use crate::{build_release, check_backend, datasets, fetch_model, target_dir, workspace_root};
 
 /// `(name, measurement, batch size)`.
 const MEASUREMENTS: [(&str, &str, usize); 5] = [
@@ -21,34 +21,12 @@ const MEASUREMENTS: [(&str, &str, usize); 5] = [
 const PER_DATASET: usize = 1000;
 
 pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) -> Result<()> {
-    if !BACKENDS.contains(&backend) {
-        bail!(
-            "unknown backend {backend:?} (expected one of {})",
-            BACKENDS.join(", ")
-        );
-    }
+    check_backend(backend)?;
     let root = workspace_root();
     let model = fetch_model()?;
     datasets(false)?;
     let corpus = write_corpus(&root)?;
-    let env = backend_env(backend)?;
-    cargo_with_env(
-        [
-            "build",
-            "--release",
-            "-p",
-            "mtl-train",
-            "--bin",
-            "mtl-bench",
-            "--features",
-            backend,
-        ]
-        .map(String::from),
-        &env,
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let ours = target.join("release/mtl-bench");
+    let (ours, env) = build_release("mtl-bench", backend)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let selected: Vec<_> = MEASUREMENTS
         .iter()
@@ -88,7 +66,7 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
         .iter()
         .map(|(name, who, v)| serde_json::json!({"name": name, "who": who, "result": v}))
         .collect();
-    let out = target.join("bench");
+    let out = target_dir().join("bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(
         out.join("results.json"),

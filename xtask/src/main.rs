@@ -117,12 +117,7 @@ fn main() -> Result<()> {
             fetch_model()?;
             let mut env = Vec::new();
             for backend in &backends {
-                if !BACKENDS.contains(&backend.as_str()) {
-                    bail!(
-                        "unknown backend {backend:?} (expected one of {})",
-                        BACKENDS.join(", ")
-                    );
-                }
+                check_backend(backend)?;
                 env.extend(backend_env(backend)?);
             }
             let features = backends.join(",");
@@ -208,42 +203,56 @@ pub(crate) const BACKENDS: [&str; 5] = ["flex", "ndarray", "wgpu", "tch", "cuda"
 /// Builds `mtl` in release mode with `backend`'s feature, then runs `mtl COMMAND --backend
 /// BACKEND ARGS...` from the workspace root.
 fn run_mtl(command: &str, backend: &str, args: Vec<String>) -> Result<()> {
-    if !BACKENDS.contains(&backend) {
-        bail!(
-            "unknown backend {backend:?} (expected one of {})",
-            BACKENDS.join(", ")
-        );
-    }
-    let root = workspace_root();
-    let env = backend_env(backend)?;
-    cargo_with_env(
-        [
-            "build",
-            "--release",
-            "-p",
-            "mtl-train",
-            "--features",
-            backend,
-        ]
-        .map(String::from),
-        &env,
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let binary = target.join("release/mtl");
+    let (binary, env) = build_release("mtl", backend)?;
     let mut full: Vec<String> = vec![command.into(), "--backend".into(), backend.into()];
     full.extend(args);
     eprintln!("running: mtl {}", full.join(" "));
     let status = Command::new(&binary)
         .args(&full)
         .envs(env)
-        .current_dir(&root)
+        .current_dir(workspace_root())
         .status()
         .with_context(|| format!("starting {}", binary.display()))?;
     if !status.success() {
         bail!("mtl {command} failed ({status})");
     }
     Ok(())
+}
+
+/// Fails unless `backend` is one of [`BACKENDS`].
+pub(crate) fn check_backend(backend: &str) -> Result<()> {
+    if !BACKENDS.contains(&backend) {
+        bail!(
+            "unknown backend {backend:?} (expected one of {})",
+            BACKENDS.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Builds the `mtl-train` binary `bin` in release mode with `backend`'s feature; returns its
+/// path and the environment it needs to run (see [`backend_env`]).
+pub(crate) fn build_release(bin: &str, backend: &str) -> Result<(PathBuf, Vec<(String, String)>)> {
+    check_backend(backend)?;
+    let env = backend_env(backend)?;
+    let args = [
+        "build",
+        "--release",
+        "-p",
+        "mtl-train",
+        "--bin",
+        bin,
+        "--features",
+        backend,
+    ];
+    cargo_with_env(args.map(String::from), &env)?;
+    Ok((target_dir().join("release").join(bin), env))
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
 /// The environment a backend needs to build and run: for `tch`, the torch 2.9.0 wheel of
