@@ -18,7 +18,7 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
-use crate::atomic::write_file;
+use mtl_fs::write_file;
 use crate::error::{Error, Result};
 
 /// `(Hugging Face, ours)` spellings of module names that differ.

@@ -19,7 +19,6 @@
 //! Backends are Cargo features (`flex`, the default, and `ndarray`); [`Backend`] picks one
 //! of those compiled in at run time.
 
-pub mod atomic;
 pub mod attention;
 pub mod backend;
 pub mod checkpoint;
