@@ -138,15 +138,11 @@ fn checkpoint_weights(run: &Path) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
+/// The largest absolute difference between two checkpoints' tensors; panics, naming the
+/// tensor and index, on a NaN or infinite weight (see `common::max_tensor_difference`, whose
+/// tests show it).
 fn max_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|((na, va), (nb, vb))| {
-            assert_eq!(na, nb);
-            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
-        })
-        .fold(0.0, f32::max)
+    common::max_tensor_difference(a, b)
 }
 
 #[test]
@@ -550,4 +546,297 @@ fn configuration_errors_are_clear() {
         !out.status.success() && stderr.contains("unknown task \"spam\""),
         "{stderr}"
     );
+}
+
+/// The settings of the crash-safety runs: 2 epochs of 24 steps, a checkpoint every 10 steps,
+/// an evaluation every 12 (so `best/` is replaced mid-epoch too).
+fn short_run_args(tasks: &[String; 2], output: &Path) -> Vec<String> {
+    let mut args = train_args(tasks, output);
+    args.extend(
+        [
+            "--epochs",
+            "2",
+            "--checkpoint-every",
+            "10",
+            "--eval-every",
+            "12",
+            "--log-every",
+            "5",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+/// Finishes a run that was killed: `--resume` when its configuration was written, else the
+/// same command again (a run killed before it started holds nothing to resume).
+fn finish_killed_run(args: &[String], run: &Path) {
+    if run.join("config.toml").exists() {
+        run_ok(&["train".into(), "--resume".into(), run.display().to_string()]);
+    } else {
+        run_ok(args);
+    }
+}
+
+/// The metrics log without its timing field.
+fn metrics_without_seconds(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+/// A finished run matches the uninterrupted one: weights, best model and log, and nothing
+/// but mtl's own entries is left in the run directory.
+fn assert_same_run(whole: &Path, run: &Path, what: &str) {
+    let difference = max_difference(&checkpoint_weights(whole), &checkpoint_weights(run));
+    assert!(
+        difference == 0.0,
+        "{what}: final weights differ by {difference}"
+    );
+    let best = |r: &Path| std::fs::read(r.join("best/model.safetensors")).unwrap();
+    assert!(best(whole) == best(run), "{what}: best/ differs");
+    assert_eq!(
+        metrics_without_seconds(run),
+        metrics_without_seconds(whole),
+        "{what}: the log reads as one run"
+    );
+    for entry in std::fs::read_dir(run).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            mtl_train::train::run_dir::ENTRIES.contains(&name.as_str()) && !name.ends_with(".old"),
+            "{what}: leftover {name}"
+        );
+    }
+}
+
+#[test]
+fn a_kill_at_every_atomic_step_or_at_random_instants_resumes_to_the_uninterrupted_run() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let whole = runs.path().join("whole");
+    let started = Instant::now();
+    run_ok(&short_run_args(&tasks, &whole));
+    let run_time = started.elapsed();
+
+    // `MTL_FAULT_AT_STEP=k` SIGKILLs the process just before its k-th rename (of a file or a
+    // checkpoint/best directory); k runs up to the first run that is never killed.
+    let mut step = 1;
+    loop {
+        let run = runs.path().join(format!("fault-{step}"));
+        let args = short_run_args(&tasks, &run);
+        let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtl"))
+            .args(&args)
+            .env("MTL_FAULT_AT_STEP", step.to_string())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if status.success() {
+            eprintln!("killed and resumed at each of {} atomic steps", step - 1);
+            assert!(step > 20, "only {step} atomic steps in a run");
+            break;
+        }
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "step {step}: killed by SIGKILL"
+        );
+        finish_killed_run(&args, &run);
+        assert_same_run(&whole, &run, &format!("killed at atomic step {step}"));
+        std::fs::remove_dir_all(&run).unwrap();
+        step += 1;
+    }
+
+    // Kills at seeded random instants of the run, one after another, then a resume to the end.
+    let mut rng = SplitMix64::new(7);
+    let run = runs.path().join("random");
+    let args = short_run_args(&tasks, &run);
+    for attempt in 0..3 {
+        let resume = ["train".into(), "--resume".into(), run.display().to_string()];
+        let command: &[String] = if run.join("config.toml").exists() {
+            &resume
+        } else {
+            &args
+        };
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtl"))
+            .args(command)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = run_time.mul_f64(rng.below(1000) as f64 / 1000.0);
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        eprintln!("random kill {attempt} after {delay:?}: {status}");
+    }
+    finish_killed_run(&args, &run);
+    assert_same_run(&whole, &run, "killed at random instants");
+}
+
+#[test]
+fn overwrite_deletes_only_mtl_runs_and_never_the_working_directory() {
+    let (_data, tasks) = data();
+    let root = tempfile::tempdir().unwrap();
+    // A project that happens to have a config.toml.
+    let project = root.path().join("project");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("config.toml"), "[package]\n").unwrap();
+    std::fs::write(project.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let mut args = train_args(&tasks, &project);
+    args.extend(["--epochs", "1", "--overwrite"].map(String::from));
+    let out = mtl().args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no .mtl-run marker"),
+        "{stderr}"
+    );
+    assert!(project.join("src/main.rs").is_file() && project.join("config.toml").is_file());
+
+    // A real run, with a file of the user's inside, replaced from within it.
+    let run = root.path().join("run");
+    let mut args = train_args(&tasks, &run);
+    args.extend(["--epochs", "1"].map(String::from));
+    run_ok(&args);
+    std::fs::write(run.join("notes.txt"), "mine").unwrap();
+    let mut here = train_args(&tasks, Path::new("."));
+    here.extend(["--epochs", "1", "--overwrite"].map(String::from));
+    let out = mtl().args(&here).current_dir(&run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("working directory"),
+        "{stderr}"
+    );
+    assert!(run.join("best").is_dir(), "nothing deleted");
+
+    args.push("--overwrite".into());
+    run_ok(&args);
+    assert_eq!(
+        std::fs::read_to_string(run.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn bad_data_fails_before_the_run_directory_is_made() {
+    let (data, tasks) = data();
+    let broken = data.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for split in ["train", "valid", "test"] {
+        std::fs::write(
+            broken.join(format!("{split}.jsonl")),
+            "{\"id\": \"1\", \"text\": \n",
+        )
+        .unwrap();
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    let bad = [tasks[0].clone(), format!("broken={}", broken.display())];
+    let out = mtl().args(train_args(&bad, &run)).output().unwrap();
+    assert!(!out.status.success());
+    assert!(!run.exists(), "nothing written for a run that cannot start");
+    // The same command with good data then starts without --overwrite.
+    let mut args = train_args(&tasks, &run);
+    args.extend(["--epochs", "1"].map(String::from));
+    run_ok(&args);
+}
+
+#[test]
+fn a_second_process_cannot_train_in_a_locked_run() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    let mut args = train_args(&tasks, &run);
+    args.extend(["--epochs", "40"].map(String::from));
+    let mut first = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtl"))
+        .args(&args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !run.join("plan.jsonl").exists() {
+        assert!(Instant::now() < deadline, "the first run did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = mtl()
+        .args(["train", "--resume", &run.display().to_string()])
+        .output()
+        .unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("another mtl process"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_refused_and_resume_may_lower_learning_rates() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    let mut args = train_args(&tasks, &run);
+    args.extend(["--epochs", "1"].map(String::from));
+    run_ok(&args);
+    let model = run.join("checkpoint/model.bpk");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&model, &bytes).unwrap();
+    let resume = [
+        "train".to_owned(),
+        "--resume".into(),
+        run.display().to_string(),
+    ];
+    let out = mtl().args(&resume).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("is corrupt"),
+        "{stderr}"
+    );
+
+    bytes[middle] ^= 0x10;
+    std::fs::write(&model, &bytes).unwrap();
+    let mut lower = resume.to_vec();
+    lower.extend(["--encoder-lr", "1e-4", "--head-lr", "1e-3"].map(String::from));
+    let stderr = run_ok(&lower);
+    assert!(
+        stderr.contains("encoder learning rate: 0.001 -> 0.0001"),
+        "{stderr}"
+    );
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("encoder_lr = 0.0001"), "{config}");
+}
+
+#[test]
+fn diverged_weights_never_reach_a_checkpoint() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let run = runs.path().join("run");
+    // Learning rates beyond f32: the first step makes the weights infinite while its loss,
+    // computed before the update, is finite; the checkpoint after it must not be written.
+    let mut args = train_args_with_lrs(&tasks, &run, "1e39", "1e39");
+    args.extend(
+        [
+            "--max-grad-norm",
+            "0",
+            "--warmup-ratio",
+            "0",
+            "--checkpoint-every",
+            "1",
+        ]
+        .map(String::from),
+    );
+    let out = mtl().args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("hold NaN or infinite values"),
+        "{stderr}"
+    );
+    assert!(!run.join("checkpoint").exists(), "no checkpoint of step 1");
 }

@@ -9,7 +9,7 @@ use mtl_model::HeadKind;
 
 use crate::backend::BackendArgs;
 use crate::train::config::{StepMode, TaskSpec, TrainConfig};
-use crate::train::trainer::{Summary, train};
+use crate::train::trainer::{Start, Summary, train};
 
 /// Train a multi-task model: one shared encoder, one head per task.
 ///
@@ -23,14 +23,17 @@ pub struct TrainArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Continue the interrupted run in this directory from its last checkpoint (with its
-    /// saved configuration; only --backend and --device may be given with it).
+    /// saved configuration; only --backend, --device, --encoder-lr and --head-lr may be given
+    /// with it: new learning rates apply from the checkpoint's step on).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "output", "overwrite"])]
     pub resume: Option<PathBuf>,
     /// The run directory (config, metrics.jsonl, best model, checkpoint, plots). Default:
     /// runs/default.
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Replace an existing run directory instead of refusing to start.
+    /// Replace an earlier run in --output instead of refusing to start: deletes only the files
+    /// mtl wrote there (never a directory without mtl's `.mtl-run` marker, nor the working
+    /// directory or one of its ancestors).
     #[arg(long)]
     pub overwrite: bool,
     /// Pretrained encoder: `default` (all-MiniLM-L6-v2) or a model directory.
@@ -214,7 +217,8 @@ impl TrainArgs {
 }
 
 impl TrainArgs {
-    /// Whether any training setting is given (as opposed to only the backend).
+    /// Whether any training setting is given besides the backend and the learning rates (the
+    /// settings `--resume` accepts).
     fn has_settings(&self) -> bool {
         let options = [
             self.model.is_some(),
@@ -224,8 +228,6 @@ impl TrainArgs {
             self.sampler.is_some(),
             self.batch_size.is_some(),
             self.max_seq_length.is_some(),
-            self.encoder_lr.is_some(),
-            self.head_lr.is_some(),
             self.layer_lr_decay.is_some(),
             self.weight_decay.is_some(),
             self.warmup_ratio.is_some(),
@@ -268,7 +270,8 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
     if let Some(dir) = &args.resume {
         if args.has_settings() {
             bail!(
-                "--resume continues a run with its saved configuration: give only --backend and --device with it"
+                "--resume continues a run with its saved configuration: give only --backend, \
+                 --device, --encoder-lr and --head-lr with it"
             );
         }
         let device = args.backend.device()?;
@@ -276,21 +279,25 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
         let mut config = TrainConfig::from_file(&path)
             .with_context(|| format!("{} is not a run directory to resume", dir.display()))?;
         config.output = dir.clone();
-        return train(&config, &device, true);
-    }
-    let config = args.config()?;
-    let device = args.backend.device()?;
-    if config.output.join("config.toml").exists() {
-        if !args.overwrite {
-            bail!(
-                "{} already holds a run: --resume {} continues it, --overwrite replaces it, \
-                 --output DIR starts elsewhere",
-                config.output.display(),
-                config.output.display()
-            );
+        for (name, saved, given) in [
+            ("encoder", &mut config.encoder_lr, args.encoder_lr),
+            ("head", &mut config.head_lr, args.head_lr),
+        ] {
+            if let Some(lr) = given.filter(|lr| lr != saved) {
+                eprintln!("{name} learning rate: {saved} -> {lr} from this step on");
+                *saved = lr;
+            }
         }
-        std::fs::remove_dir_all(&config.output)
-            .with_context(|| format!("removing {}", config.output.display()))?;
+        return train(&config, &device, Start::Resume);
     }
-    train(&config, &device, false)
+    let mut config = args.config()?;
+    config.absolutize_paths()?;
+    let device = args.backend.device()?;
+    train(
+        &config,
+        &device,
+        Start::New {
+            overwrite: args.overwrite,
+        },
+    )
 }

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use burn::module::Module;
+use anyhow::{Context, Result, bail};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::prelude::Tensor;
 use mtl_model::MultiTaskModel;
 use serde::{Deserialize, Serialize};
 
@@ -63,18 +64,26 @@ impl TrainState {
     }
 }
 
+/// The file in the checkpoint that lists each other file's sha256 (`sha256sum -c` reads it).
+pub const CHECKSUMS: &str = "SHA256SUMS";
+
+/// The files of a checkpoint, besides [`CHECKSUMS`].
+const FILES: [&str; 3] = ["model.bpk", "optimizer.bpk", "state.json"];
+
 /// Writes `run_dir/checkpoint/` (model as burnpack with parameter ids, optimiser state,
-/// `state.json`) through a temporary directory, so the previous checkpoint stays whole until
-/// the new one is complete.
+/// `state.json`, and `SHA256SUMS` of the three) into a staging directory that then replaces
+/// the previous checkpoint in one atomic step (see [`mtl_fs::replace_dir`]). A model holding a
+/// NaN or infinite parameter is never written: that is an error, and the previous checkpoint
+/// stays.
 pub fn save(
     run_dir: &Path,
     model: &MultiTaskModel,
     optimizer: &TrainOptimizer,
     state: &TrainState,
 ) -> Result<()> {
-    let staging = tempfile::Builder::new()
-        .prefix(".checkpoint.partial-")
-        .tempdir_in(run_dir)
+    ensure_finite(model)?;
+    let target = run_dir.join(CHECKPOINT_DIR);
+    let staging = mtl_fs::staging_dir(&target)
         .with_context(|| format!("creating a checkpoint in {}", run_dir.display()))?;
     model
         .clone()
@@ -83,32 +92,98 @@ pub fn save(
     optimizer.save(&staging.path().join("optimizer.bpk"))?;
     let state_json = serde_json::to_string_pretty(state).expect("the state serialises");
     std::fs::write(staging.path().join("state.json"), state_json)?;
-    let target = run_dir.join(CHECKPOINT_DIR);
-    mtl_bert::atomic::replace_dir(&staging.keep(), &target)
+    let mut sums = String::new();
+    for name in FILES {
+        let digest = mtl_fs::sha256_file(&staging.path().join(name))?;
+        sums.push_str(&format!("{digest}  {name}\n"));
+    }
+    std::fs::write(staging.path().join(CHECKSUMS), sums)?;
+    mtl_fs::replace_dir(staging, &target)
         .with_context(|| format!("installing {}", target.display()))
 }
 
-/// Reads the loop position of `run_dir`'s checkpoint.
-pub fn read_state(run_dir: &Path) -> Result<TrainState> {
-    let state_path = run_dir.join(CHECKPOINT_DIR).join("state.json");
+/// Fails when a float parameter of `model` holds a NaN or an infinity.
+pub fn ensure_finite(model: &MultiTaskModel) -> Result<()> {
+    struct Finite(usize);
+    impl ModuleVisitor for Finite {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let finite: bool = param.val().is_finite().all().into_scalar();
+            if !finite {
+                self.0 += 1;
+            }
+        }
+    }
+    let mut visitor = Finite(0);
+    model.visit(&mut visitor);
+    if visitor.0 > 0 {
+        bail!(
+            "{} parameter tensor(s) of the model hold NaN or infinite values: the training \
+             diverged; try a lower learning rate (`--resume` accepts --encoder-lr and --head-lr)",
+            visitor.0
+        );
+    }
+    Ok(())
+}
+
+/// Reads the loop position of `run_dir`'s checkpoint; `None` when the run has no checkpoint
+/// yet (it was stopped before its first one, and starts again from step 0).
+pub fn read_state(run_dir: &Path) -> Result<Option<TrainState>> {
+    let dir = run_dir.join(CHECKPOINT_DIR);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    verify(&dir)?;
+    let state_path = dir.join("state.json");
     let text = std::fs::read_to_string(&state_path)
-        .with_context(|| format!("{} has no checkpoint to resume from", run_dir.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", state_path.display()))
+        .with_context(|| format!("reading {}", state_path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("parsing {}", state_path.display()))
+}
+
+/// Checks every file of the checkpoint in `dir` against its `SHA256SUMS`.
+fn verify(dir: &Path) -> Result<()> {
+    let sums_path = dir.join(CHECKSUMS);
+    let sums = std::fs::read_to_string(&sums_path).with_context(|| {
+        format!(
+            "{} has no {CHECKSUMS}: the checkpoint is incomplete or was written by an older mtl",
+            dir.display()
+        )
+    })?;
+    for name in FILES {
+        let expected = sums
+            .lines()
+            .find_map(|line| line.strip_suffix(&format!("  {name}")))
+            .with_context(|| format!("{} does not list {name}", sums_path.display()))?;
+        let path = dir.join(name);
+        let found =
+            mtl_fs::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        if found != expected {
+            bail!(
+                "{} is corrupt: its sha256 is {found}, but {CHECKSUMS} says {expected}; the \
+                 checkpoint cannot be trusted",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Reads `run_dir/checkpoint/` into `model` (built as for a new run); `optimizer` then makes
 /// the optimiser for the loaded model (whose parameter ids are the checkpoint's), into which
-/// the saved optimiser state is read.
+/// the saved optimiser state is read. `None` when there is no checkpoint yet.
 pub fn load(
     run_dir: &Path,
     model: MultiTaskModel,
     optimizer: impl FnOnce(&MultiTaskModel) -> TrainOptimizer,
-) -> Result<(MultiTaskModel, TrainOptimizer, TrainState)> {
+) -> Result<Option<(MultiTaskModel, TrainOptimizer, TrainState)>> {
     let dir = run_dir.join(CHECKPOINT_DIR);
-    let state = read_state(run_dir)?;
+    let Some(state) = read_state(run_dir)? else {
+        return Ok(None);
+    };
     let model = model
         .try_load_file(dir.join("model.bpk"))
         .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", dir.join("model.bpk").display()))?;
     let optimizer = optimizer(&model).load(&dir.join("optimizer.bpk"))?;
-    Ok((model, optimizer, state))
+    Ok(Some((model, optimizer, state)))
 }

@@ -76,6 +76,11 @@ pub enum StepMode {
     Joint,
 }
 
+/// The most examples a run may plan over all its epochs with `steps:N` epochs (the plan holds
+/// each example's index, 8 bytes, and a line of `plan.jsonl`): 20 million, about 11 days of
+/// training at 20 examples per second.
+pub const MAX_PLANNED_EXAMPLES: usize = 20_000_000;
+
 /// Everything a training run needs; written to the run directory as `config.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -254,6 +259,26 @@ impl TrainConfig {
             .collect()
     }
 
+    /// Makes the model and task data that name existing local directories absolute paths, so
+    /// the run's `config.toml` works with `--resume` from any working directory.
+    pub fn absolutize_paths(&mut self) -> Result<()> {
+        let absolute = |path: &str| -> Result<String> {
+            let dir = Path::new(path)
+                .canonicalize()
+                .with_context(|| format!("resolving {path}"))?;
+            Ok(dir.to_string_lossy().into_owned())
+        };
+        if self.model != "default" && Path::new(&self.model).is_dir() {
+            self.model = absolute(&self.model)?;
+        }
+        for task in &mut self.tasks {
+            if Path::new(&task.data).is_dir() {
+                task.data = absolute(&task.data)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every value; the message names the setting.
     pub fn validate(&self) -> Result<()> {
         if self.tasks.is_empty() {
@@ -298,6 +323,20 @@ impl TrainConfig {
         if self.unfreeze_every == Some(0) {
             bail!("unfreeze_every must be at least 1");
         }
+        if let EpochMode::FixedSteps(steps) = parse_epoch(&self.epoch)? {
+            let examples = steps
+                .saturating_mul(self.batch_size)
+                .saturating_mul(self.epochs);
+            if examples > MAX_PLANNED_EXAMPLES {
+                bail!(
+                    "epoch steps:{steps} x batch_size {} x {} epochs plans {examples} examples, \
+                     more than the {MAX_PLANNED_EXAMPLES} a run may plan (the plan is kept in \
+                     memory and in plan.jsonl); use fewer steps per epoch",
+                    self.batch_size,
+                    self.epochs
+                );
+            }
+        }
         let plan = self.plan()?;
         plan.validate()?;
         if self.step_mode == StepMode::Joint && plan.sampler != TaskSampler::RoundRobin {
@@ -313,6 +352,47 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_too_large_for_memory_is_refused_before_it_is_made() {
+        let mut config = TrainConfig {
+            epoch: "steps:100000000".into(),
+            ..TrainConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("more than the 20000000"), "{err}");
+        config.epoch = "steps:1000".into();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn local_paths_become_absolute_and_names_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let relative = pathdiff(dir.path());
+        let mut config = TrainConfig {
+            model: relative.clone(),
+            ..TrainConfig::default()
+        };
+        config.tasks[0].data = relative;
+        config.absolutize_paths().unwrap();
+        let canonical = dir.path().canonicalize().unwrap();
+        assert_eq!(Path::new(&config.model), canonical);
+        assert_eq!(Path::new(&config.tasks[0].data), canonical);
+        assert_eq!(
+            config.tasks[1].data, "tweets",
+            "a data set name stays a name"
+        );
+    }
+
+    /// `path` relative to the working directory (through `..` as needed).
+    fn pathdiff(path: &Path) -> String {
+        let cwd = std::env::current_dir().unwrap();
+        let ups = cwd.components().count() - 1;
+        let mut relative = "../".repeat(ups);
+        relative.push_str(path.strip_prefix("/").unwrap().to_str().unwrap());
+        assert!(Path::new(&relative).is_relative());
+        relative
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip_through_toml() {

@@ -7,8 +7,9 @@ pub mod config;
 pub mod data;
 pub mod optimizer;
 pub mod plot;
+pub mod run_dir;
 pub mod runlog;
 pub mod trainer;
 
 pub use config::{StepMode, TaskSpec, TrainConfig};
-pub use trainer::{Summary, train};
+pub use trainer::{Start, Summary, train};

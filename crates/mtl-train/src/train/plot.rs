@@ -107,6 +107,5 @@ fn chart(path: &Path, title: &str, series: &Series) -> Result<()> {
         Ok(())
     };
     draw().map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
-    mtl_bert::atomic::write_file(path, svg.as_bytes())
-        .map_err(|e| anyhow!("writing {}: {e}", path.display()))
+    mtl_fs::write_file(path, svg.as_bytes()).map_err(|e| anyhow!("writing {}: {e}", path.display()))
 }

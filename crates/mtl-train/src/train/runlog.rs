@@ -68,6 +68,13 @@ impl RunLog {
             .append(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
+        let found = file.metadata()?.len();
+        if found < keep_bytes {
+            anyhow::bail!(
+                "{} holds {found} bytes, fewer than the {keep_bytes} its checkpoint recorded",
+                path.display()
+            );
+        }
         file.set_len(keep_bytes)
             .with_context(|| format!("truncating {}", path.display()))?;
         Ok(Self {
@@ -82,6 +89,13 @@ impl RunLog {
         writeln!(self.file, "{line}")
             .and_then(|()| self.file.flush())
             .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Flushes the log to disk (before a checkpoint records its length).
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.path.display()))
     }
 
     /// Bytes written so far.

@@ -1,6 +1,7 @@
 //! The training loop: one task's batch (or one batch of every task) per step, evaluation,
 //! the best model, checkpoints, early stopping, and the run directory's logs and plots.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -25,6 +26,7 @@ use crate::train::config::{StepMode, TrainConfig};
 use crate::train::data::{SplitData, resolve_model, resolve_task};
 use crate::train::optimizer::TrainOptimizer;
 use crate::train::plot::write_plots;
+use crate::train::run_dir::RunDir;
 use crate::train::runlog::{Record, RunLog, read_records};
 
 /// What a finished run reports (also written to `summary.json`).
@@ -77,15 +79,27 @@ struct Run<'a> {
     seconds_before: f64,
 }
 
-/// Trains as `config` says on `device` (a plain device; autodiff is added here). With
-/// `resume`, continues the run in `config.output` from its checkpoint.
-pub fn train(config: &TrainConfig, device: &Device, resume: bool) -> Result<Summary> {
+/// How a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A new run in `config.output`; with `overwrite`, an earlier run there (made by mtl) is
+    /// replaced (see [`RunDir::create`]).
+    New {
+        /// Replace an earlier run in the directory.
+        overwrite: bool,
+    },
+    /// Continue the run in `config.output` from its checkpoint (from step 0 when it was
+    /// stopped before its first checkpoint).
+    Resume,
+}
+
+/// Trains as `config` says on `device` (a plain device; autodiff is added here).
+///
+/// The model, the tasks and every split are read and checked first: bad data or a bad
+/// setting fails before anything is written. Then the run directory is locked (one process
+/// at a time), and written.
+pub fn train(config: &TrainConfig, device: &Device, start: Start) -> Result<Summary> {
     config.validate()?;
-    let dir = config.output.clone();
-    if !resume {
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        mtl_bert::atomic::write_file(&dir.join("config.toml"), config.to_toml().as_bytes())?;
-    }
     let model_dir = resolve_model(&config.model)?;
     let tasks: Vec<mtl_data::TaskConfig> = config
         .tasks
@@ -123,6 +137,27 @@ pub fn train(config: &TrainConfig, device: &Device, resume: bool) -> Result<Summ
         .collect::<Result<_>>()?;
     let total_steps: usize = steps_per_epoch.iter().sum();
 
+    // Everything is read and checked: only now is the run directory touched.
+    let run_dir = match start {
+        Start::New { overwrite } => RunDir::create(&config.output, overwrite)?,
+        Start::Resume => RunDir::resume(&config.output)?,
+    };
+    let dir = run_dir.path().to_path_buf();
+    mtl_fs::write_file(&dir.join("config.toml"), config.to_toml().as_bytes())
+        .with_context(|| format!("writing {}", dir.join("config.toml").display()))?;
+    // Read the position first: the log must be cut back to it, not to zero.
+    let resumed_state = match start {
+        Start::Resume => checkpoint::read_state(&dir)?,
+        Start::New { .. } => None,
+    };
+    let resume = resumed_state.is_some();
+    if start == Start::Resume && !resume {
+        eprintln!(
+            "{} has no checkpoint yet: the run starts again from step 0",
+            dir.display()
+        );
+    }
+
     eprintln!("run directory: {}", dir.display());
     for (task, data) in tasks.iter().zip(loader.tasks()) {
         eprintln!(
@@ -154,11 +189,6 @@ pub fn train(config: &TrainConfig, device: &Device, resume: bool) -> Result<Summ
 
     let frozen = config.frozen_parts()?;
     // Read the position first: the log must be cut back to it, not to zero.
-    let resumed_state = if resume {
-        Some(checkpoint::read_state(&dir)?)
-    } else {
-        None
-    };
     let log_bytes = resumed_state.as_ref().map_or(0, |s| s.log_bytes);
     let mut run = Run {
         config,
@@ -189,13 +219,16 @@ pub fn train(config: &TrainConfig, device: &Device, resume: bool) -> Result<Summ
         eprintln!(
             "nothing trains: every parameter is frozen (--freeze all); evaluating the model as it is"
         );
-        return run.finish(false, 0.0);
+        let summary = run.finish(false, 0.0)?;
+        drop(run_dir);
+        return Ok(summary);
     }
     let cache_seconds = run.prepare_cache()?;
     let make_optimizer = |model: &MultiTaskModel| TrainOptimizer::new(model, config, total_steps);
     let mut optimizer = if resume {
         let fresh = run.classifier.model.clone();
-        let (model, optimizer, state) = checkpoint::load(&dir, fresh, make_optimizer)?;
+        let (model, optimizer, state) = checkpoint::load(&dir, fresh, make_optimizer)?
+            .context("the checkpoint disappeared while the run was locked")?;
         run.classifier.model = model;
         eprintln!(
             "resuming at step {} (epoch {}, batch {})",
@@ -209,7 +242,9 @@ pub fn train(config: &TrainConfig, device: &Device, resume: bool) -> Result<Summ
         make_optimizer(&run.classifier.model)
     };
     let stopped_early = run.train_epochs(&mut optimizer)?;
-    run.finish(stopped_early, cache_seconds)
+    let summary = run.finish(stopped_early, cache_seconds)?;
+    drop(run_dir);
+    Ok(summary)
 }
 
 /// Optimiser steps of an epoch of `batches` planned batches.
@@ -234,7 +269,10 @@ fn write_plan(
     ids: &[Vec<String>],
     config: &TrainConfig,
 ) -> Result<()> {
-    let mut text = String::new();
+    let path = dir.join("plan.jsonl");
+    let mut out = std::io::BufWriter::new(
+        mtl_fs::OutputFile::create(&path).with_context(|| format!("writing {}", path.display()))?,
+    );
     for epoch in 0..config.epochs {
         for (index, batch) in loader.plan(epoch as u64)?.batches.iter().enumerate() {
             let line = serde_json::json!({
@@ -243,12 +281,13 @@ fn write_plan(
                 "task": loader.tasks()[batch.task].name(),
                 "ids": batch.examples.iter().map(|&i| &ids[batch.task][i]).collect::<Vec<_>>(),
             });
-            text.push_str(&line.to_string());
-            text.push('\n');
+            writeln!(out, "{line}").with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    mtl_bert::atomic::write_file(&dir.join("plan.jsonl"), text.as_bytes())?;
-    Ok(())
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(mtl_fs::OutputFile::commit)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 impl Run<'_> {
@@ -589,6 +628,7 @@ impl Run<'_> {
             });
             self.state.evals_since_best = 0;
             self.state.best_valid = metrics;
+            checkpoint::ensure_finite(&self.classifier.model)?;
             self.classifier
                 .save(self.dir.join("best"))
                 .context("saving the best model")?;
@@ -609,6 +649,7 @@ impl Run<'_> {
     }
 
     fn checkpoint(&mut self, optimizer: &TrainOptimizer) -> Result<()> {
+        self.log.sync()?;
         self.state.log_bytes = self.log.len()?;
         self.state.seconds = self.seconds();
         checkpoint::save(&self.dir, &self.classifier.model, optimizer, &self.state)
@@ -646,7 +687,8 @@ impl Run<'_> {
             test,
         };
         let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
-        mtl_bert::atomic::write_file(&self.dir.join("summary.json"), json.as_bytes())?;
+        mtl_fs::write_file(&self.dir.join("summary.json"), json.as_bytes())
+            .with_context(|| format!("writing {}", self.dir.join("summary.json").display()))?;
         eprintln!("{}", summary_table(&summary));
         Ok(summary)
     }
