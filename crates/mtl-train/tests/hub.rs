@@ -2,14 +2,16 @@
 //! that serves model directories in the hub's URL layout, `{endpoint}/{repo}/resolve/{revision}/
 //! {file}`, with the headers `hf-hub` reads (`x-repo-commit`, `etag`, `x-linked-etag`,
 //! `Content-Range` for its one-byte metadata request) and the weights behind a redirect, as
-//! the hub serves large files. `HF_ENDPOINT` points the binary at it and `HF_HOME` at a
-//! temporary cache.
+//! the hub serves large files. Its etags are the hub's: the git blob sha1 of a small file, the
+//! sha256 of a large (LFS) one. `HF_ENDPOINT` points the binary at it and `HF_HOME` at a
+//! temporary cache. A hostile variant answers paths in its headers or tampered content.
 
 mod common;
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -18,6 +20,20 @@ use common::{
 };
 use mtl_bert::EncodeOptions;
 use tiny_http::{Header, Response, Server};
+
+/// How the stand-in lies, for the tests of a hostile hub.
+#[derive(Debug, Clone, Default)]
+enum Tamper {
+    /// An honest hub.
+    #[default]
+    None,
+    /// This value (quotes included) as the etag and linked etag of every file.
+    Etag(String),
+    /// This value as the commit of every file.
+    Commit(String),
+    /// The file's bytes changed (still loadable), under the etag of the true bytes.
+    Content(&'static str),
+}
 
 /// A stand-in for the hub, serving `repos` (id -> directory) until dropped.
 struct FakeHub {
@@ -30,6 +46,15 @@ struct FakeHub {
 impl FakeHub {
     /// `hub_like: false` leaves out the hub's headers (a server that is not a hub).
     fn start(repos: &[(&str, &Path)], hub_like: bool) -> Self {
+        Self::start_with(repos, hub_like, Tamper::None)
+    }
+
+    /// A hub that lies as `tamper` says.
+    fn hostile(repos: &[(&str, &Path)], tamper: Tamper) -> Self {
+        Self::start_with(repos, true, tamper)
+    }
+
+    fn start_with(repos: &[(&str, &Path)], hub_like: bool, tamper: Tamper) -> Self {
         let server = Arc::new(Server::http("127.0.0.1:0").unwrap());
         let port = server.server_addr().to_ip().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
@@ -43,7 +68,7 @@ impl FakeHub {
             std::thread::spawn(move || {
                 for request in server.incoming_requests() {
                     requests.lock().unwrap().push(request.url().to_owned());
-                    let response = respond(&request, &repos, &url, hub_like);
+                    let response = respond(&request, &repos, &url, hub_like, &tamper);
                     let _ = request.respond(response);
                 }
             })
@@ -80,6 +105,14 @@ fn digest(bytes: &[u8]) -> String {
     format!("{:016x}", hasher.finish())
 }
 
+/// The hub's etag of a small file: its git blob id, the sha1 of `blob <len>\0<bytes>`.
+fn git_blob_sha1(bytes: &[u8]) -> String {
+    let mut hasher = sha1_smol::Sha1::new();
+    hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
+    hasher.update(bytes);
+    hasher.digest().to_string()
+}
+
 /// The commit a revision resolves to: 40 hex digits, one per revision.
 fn commit(revision: &str) -> String {
     digest(revision.as_bytes()).repeat(3)[..40].to_owned()
@@ -92,6 +125,7 @@ fn respond(
     repos: &HashMap<String, PathBuf>,
     url: &str,
     hub_like: bool,
+    tamper: &Tamper,
 ) -> Reply {
     let not_found = |code: &str| {
         Response::from_string(format!("{code}\n"))
@@ -118,17 +152,32 @@ fn respond(
     if file.split('/').any(|c| c == ".." || c.is_empty()) {
         return not_found("InvalidPath");
     }
-    let Ok(bytes) = std::fs::read(dir.join(file)) else {
+    let Ok(mut bytes) = std::fs::read(dir.join(file)) else {
         return not_found("EntryNotFound");
     };
-    let etag = format!("\"{}\"", digest(&bytes));
-    if !redirected && file.ends_with(".safetensors") {
+    let lfs = file.ends_with(".safetensors");
+    let mut etag = if lfs {
+        format!("\"{}\"", mtl_assets::digest::sha256_bytes(&bytes))
+    } else {
+        format!("\"{}\"", git_blob_sha1(&bytes))
+    };
+    let mut commit = commit(revision);
+    match tamper {
+        Tamper::None => {}
+        Tamper::Etag(value) => etag = value.clone(),
+        Tamper::Commit(value) => commit = value.clone(),
+        // Changed so that the file still loads: a weight's last byte flipped, a space added.
+        Tamper::Content(name) if *name == file && lfs => *bytes.last_mut().unwrap() ^= 1,
+        Tamper::Content(name) if *name == file => bytes.push(b' '),
+        Tamper::Content(_) => {}
+    }
+    if !redirected && lfs {
         // Large files: a redirect that carries the commit and the blob's etag.
         let mut response = Response::from_string("")
             .with_status_code(302)
             .with_header(header("Location", &format!("{url}/blobs/{repo}/{file}")));
         if hub_like {
-            response.add_header(header("X-Repo-Commit", &commit(revision)));
+            response.add_header(header("X-Repo-Commit", &commit));
             response.add_header(header("X-Linked-Etag", &etag));
         }
         return response;
@@ -153,7 +202,7 @@ fn respond(
         None => Response::from_data(bytes),
     };
     if hub_like && !redirected {
-        response.add_header(header("X-Repo-Commit", &commit(revision)));
+        response.add_header(header("X-Repo-Commit", &commit));
         response.add_header(header("ETag", &etag));
     }
     response
@@ -370,5 +419,194 @@ fn hub_errors_say_what_is_wrong_and_what_to_do() {
             assert_fails_with(&output, "Offline alternatives");
             assert_fails_with(&output, "cargo xtask fetch-model");
         }
+    }
+}
+
+/// A hub cache two directories below a temporary root, `root/a/b/home`: hf-hub's files lie
+/// six levels below the root (`home/hub/models--OWNER--NAME/blobs/FILE`), so `../` six times
+/// from there climbs to the root, where the test looks for what escaped.
+struct Sandbox {
+    root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("a/b/home")).unwrap();
+        Self { root }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.path().join("a/b/home")
+    }
+
+    /// The repository's directory in the cache.
+    fn repo(&self, id: &str) -> PathBuf {
+        self.home()
+            .join("hub")
+            .join(format!("models--{}", id.replace('/', "--")))
+    }
+
+    /// `name` six levels up from a file of the repository's cache: in the root.
+    fn climb(name: &str) -> String {
+        format!("{}{name}", "../".repeat(6))
+    }
+
+    /// Asserts that nothing but the cache's ancestors exists under the root, and that nothing
+    /// called `name` exists beside the root (in its parent, the system's temporary directory).
+    fn assert_nothing_outside_the_cache(&self, name: &str) {
+        let root = self.root.path();
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path == self.home() {
+                    continue;
+                }
+                if path.is_dir() && !path.is_symlink() && self.home().starts_with(&path) {
+                    stack.push(path);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        assert!(found.is_empty(), "written outside the cache: {found:?}");
+        let beside = root.parent().unwrap().join(name);
+        assert!(
+            beside.symlink_metadata().is_err(),
+            "written outside the cache: {}",
+            beside.display()
+        );
+    }
+
+    /// Asserts that every blob in the repository's cache is named by the hash of its content
+    /// (no partial or unverified file is kept), and returns the files of its snapshots.
+    fn assert_blobs_verified(&self, id: &str) -> Vec<String> {
+        let repo = self.repo(id);
+        if let Ok(entries) = std::fs::read_dir(repo.join("blobs")) {
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                assert!(
+                    name == git_blob_sha1(&bytes)
+                        || name == mtl_assets::digest::sha256_bytes(&bytes),
+                    "blob {} does not hold what its name says",
+                    path.display()
+                );
+            }
+        }
+        let mut files = Vec::new();
+        if let Ok(snapshots) = std::fs::read_dir(repo.join("snapshots")) {
+            for snapshot in snapshots {
+                for file in std::fs::read_dir(snapshot.unwrap().path()).unwrap() {
+                    files.push(file.unwrap().file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        files
+    }
+}
+
+/// Runs `mtl embed` on the hostile `hub` for `model` (at `revision`) with the sandbox's cache.
+fn embed_from(sandbox: &Sandbox, hub: &FakeHub, model: &str, revision: Option<&str>) -> Output {
+    let mut command = mtl();
+    command
+        .env("HF_HOME", sandbox.home())
+        .env("HF_ENDPOINT", &hub.url)
+        .args(["embed", "--model", model]);
+    if let Some(revision) = revision {
+        command.args(["--revision", revision]);
+    }
+    command.arg("text").output().unwrap()
+}
+
+#[test]
+fn an_etag_that_is_a_path_is_refused_and_nothing_is_written_outside_the_cache() {
+    let repo = sentence_transformers_repo();
+    let sandbox = Sandbox::new();
+    let absolute = sandbox.root.path().join("absolute-etag");
+    for etag in [
+        format!("\"{}\"", Sandbox::climb("escaped-etag")),
+        format!("\"{}\"", absolute.display()),
+        "\"not-a-hash\"".to_owned(),
+    ] {
+        let hub = FakeHub::hostile(&[("test-org/tiny-st", repo.path())], Tamper::Etag(etag));
+        let output = embed_from(&sandbox, &hub, "test-org/tiny-st", None);
+        assert_fails_with(&output, "neither a git blob sha1");
+        sandbox.assert_nothing_outside_the_cache("escaped-etag");
+        assert!(sandbox.assert_blobs_verified("test-org/tiny-st").is_empty());
+    }
+}
+
+#[test]
+fn a_revision_that_climbs_out_of_the_cache_is_refused_before_any_request() {
+    let repo = sentence_transformers_repo();
+    let sandbox = Sandbox::new();
+    let hub = FakeHub::start(&[("test-org/tiny-st", repo.path())], true);
+    let absolute = sandbox.root.path().join("absolute-ref");
+    for revision in [
+        Sandbox::climb("escaped-ref"),
+        "refs/../../../../../../../escaped-ref".to_owned(),
+        absolute.display().to_string(),
+        "..".to_owned(),
+        "main/".to_owned(),
+        "main\\..\\x".to_owned(),
+    ] {
+        let output = embed_from(&sandbox, &hub, "test-org/tiny-st", Some(&revision));
+        assert_fails_with(&output, "is not a branch, tag or commit name");
+        sandbox.assert_nothing_outside_the_cache("escaped-ref");
+    }
+    assert_eq!(hub.requests(), Vec::<String>::new());
+    // A branch with a slash, as the hub's pull-request refs have, is fine.
+    let output = embed_from(&sandbox, &hub, "test-org/tiny-st", Some("refs/pr/1"));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.repo("test-org/tiny-st").join("refs/refs/pr/1")).unwrap(),
+        commit("refs%2Fpr%2F1")
+    );
+    sandbox.assert_nothing_outside_the_cache("escaped-ref");
+}
+
+#[test]
+fn a_commit_header_that_is_a_path_is_refused_and_nothing_is_written_outside_the_cache() {
+    let repo = sentence_transformers_repo();
+    let sandbox = Sandbox::new();
+    let absolute = sandbox.root.path().join("absolute-commit");
+    for commit in [
+        Sandbox::climb("escaped-commit"),
+        absolute.display().to_string(),
+        "main".to_owned(),
+        format!("{}/x", "a".repeat(40)),
+    ] {
+        let hub = FakeHub::hostile(&[("test-org/tiny-st", repo.path())], Tamper::Commit(commit));
+        let output = embed_from(&sandbox, &hub, "test-org/tiny-st", None);
+        assert_fails_with(&output, "is not a commit hash");
+        sandbox.assert_nothing_outside_the_cache("escaped-commit");
+        assert!(sandbox.assert_blobs_verified("test-org/tiny-st").is_empty());
+        assert!(!sandbox.repo("test-org/tiny-st").join("refs").exists());
+    }
+}
+
+#[test]
+fn content_that_does_not_match_the_hubs_hash_is_refused_and_not_kept() {
+    let repo = sentence_transformers_repo();
+    // config.json has a git sha1 etag, the weights (behind a redirect) a sha256 one.
+    for (file, hash) in [
+        ("config.json", "git blob sha1"),
+        ("model.safetensors", "sha256"),
+    ] {
+        let sandbox = Sandbox::new();
+        let hub = FakeHub::hostile(&[("test-org/tiny-st", repo.path())], Tamper::Content(file));
+        let output = embed_from(&sandbox, &hub, "test-org/tiny-st", None);
+        assert_fails_with(
+            &output,
+            &format!("{file}: the downloaded bytes have {hash}"),
+        );
+        assert_fails_with(&output, "but the hub's etag is");
+        let kept = sandbox.assert_blobs_verified("test-org/tiny-st");
+        assert!(!kept.iter().any(|f| f == file), "{file} kept: {kept:?}");
+        sandbox.assert_nothing_outside_the_cache(file);
     }
 }

@@ -71,10 +71,7 @@ impl Manifest {
     pub fn write(&self, path: &Path) -> Result<()> {
         let mut text = serde_json::to_string_pretty(self).expect("a manifest serialises");
         text.push('\n');
-        let staged = path.with_extension("json.tmp");
-        std::fs::write(&staged, text).map_err(|e| Error::io(&staged, e))?;
-        std::fs::rename(&staged, path).map_err(|e| Error::io(path, e))?;
-        Ok(())
+        mtl_fs::write_file(path, text.as_bytes()).map_err(|e| Error::io(path, e))
     }
 }
 

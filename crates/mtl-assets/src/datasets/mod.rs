@@ -193,11 +193,7 @@ impl DatasetAsset {
                 });
             }
         }
-        std::fs::create_dir_all(datasets_dir).map_err(|e| Error::io(datasets_dir, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(&format!(".{}.partial-", self.name))
-            .tempdir_in(datasets_dir)
-            .map_err(|e| Error::io(datasets_dir, e))?;
+        let staging = mtl_fs::staging_dir(&target).map_err(|e| Error::io(datasets_dir, e))?;
         let entry = self.extract(cache, staging.path())?;
         if let Some(expected) = expected {
             for (file, digest) in &expected.files {
@@ -220,7 +216,7 @@ impl DatasetAsset {
                 });
             }
         }
-        replace_dir(staging.keep(), &target)?;
+        mtl_fs::replace_dir(staging, &target).map_err(|e| Error::io(&target, e))?;
         eprintln!("data set {} ready in {}", self.name, target.display());
         Ok(Prepared {
             dir: target,
@@ -325,26 +321,6 @@ pub fn verify_dir(dir: &Path, entry: &DatasetEntry) -> Result<()> {
     Ok(())
 }
 
-/// Renames `staged` to `target`, replacing whatever `target` was.
-fn replace_dir(staged: PathBuf, target: &Path) -> Result<()> {
-    if target.exists() {
-        let old = target.with_file_name(format!(
-            ".{}.old-{}",
-            target.file_name().and_then(|n| n.to_str()).unwrap_or("dir"),
-            std::process::id()
-        ));
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-        }
-        std::fs::rename(target, &old).map_err(|e| Error::io(target, e))?;
-        std::fs::rename(&staged, target).map_err(|e| Error::io(target, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
-    } else {
-        std::fs::rename(&staged, target).map_err(|e| Error::io(target, e))?;
-    }
-    Ok(())
-}
-
 /// Prepares every data set in `datasets_dir` against the manifest at `manifest_path`
 /// (see [`DatasetAsset::prepare`]). A data set missing from the manifest, or a manifest made
 /// with another split seed, is an error.
@@ -437,19 +413,5 @@ mod tests {
             "{err}"
         );
         assert!(!files_match(dir.path(), &entry).unwrap());
-    }
-
-    #[test]
-    fn replacing_a_directory_leaves_only_the_new_one() {
-        let root = tempfile::tempdir().unwrap();
-        let target = root.path().join("bbc");
-        std::fs::create_dir(&target).unwrap();
-        std::fs::write(target.join("old"), b"").unwrap();
-        let staged = root.path().join(".bbc.partial");
-        std::fs::create_dir(&staged).unwrap();
-        std::fs::write(staged.join("new"), b"").unwrap();
-        replace_dir(staged, &target).unwrap();
-        assert!(target.join("new").exists() && !target.join("old").exists());
-        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1);
     }
 }
