@@ -115,9 +115,66 @@ pub enum Error {
     /// Tokenizing input text failed.
     #[error("tokenizing input failed: {0}")]
     Encoding(String),
+    /// The tokenizer has token ids that the model's word embeddings do not cover: the
+    /// tokenizer and `config.json` belong to different models.
+    #[error(
+        "{}: the tokenizer has {tokens} tokens (ids up to {max_id}), but {} sets vocab_size \
+         to {vocab_size}: ids from {vocab_size} on have no embedding; the tokenizer and the \
+         config belong to different models",
+        tokenizer.display(),
+        config.display()
+    )]
+    VocabularyMismatch {
+        /// The tokenizer file (`tokenizer.json` or `vocab.txt`).
+        tokenizer: PathBuf,
+        /// The model's `config.json`.
+        config: PathBuf,
+        /// The number of tokens, added tokens included.
+        tokens: usize,
+        /// The largest token id.
+        max_id: u32,
+        /// `vocab_size` in the config: the rows of the word-embedding table.
+        vocab_size: usize,
+    },
+    /// One text of a batch could not be embedded.
+    #[error("text at index {index}: {problem}")]
+    Text {
+        /// The text's index in the texts given to the encoder (0-based).
+        index: usize,
+        /// What was wrong.
+        problem: TextError,
+    },
     /// A backend was named that is unknown or not compiled into this build.
     #[error("{0}")]
     Backend(String),
+}
+
+/// What was wrong with one text's encoding (see [`Error::Text`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// The text was tokenized to an id that has no row in the model's embedding tables.
+    #[error(
+        "token {token:?} has {kind} {id}, but the model's {field} is {size} (ids 0 to {}); the \
+         tokenizer does not belong to this model",
+        size.saturating_sub(1)
+    )]
+    TokenOutOfRange {
+        /// The token as the tokenizer wrote it.
+        token: String,
+        /// `"id"` (a token id) or `"type id"` (a segment id).
+        kind: &'static str,
+        /// The id found.
+        id: u32,
+        /// The config field that bounds it: `vocab_size` or `type_vocab_size`.
+        field: &'static str,
+        /// That field's value.
+        size: usize,
+    },
+    /// The model produced NaN or an infinity for the text, e.g. from corrupt weights.
+    #[error(
+        "the model produced a non-finite embedding (NaN or infinity); its weights may be corrupt"
+    )]
+    NonFinite,
 }
 
 /// The crate's result type.

@@ -6,7 +6,7 @@ use burn::prelude::*;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::BertConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TextError};
 use crate::model::BertModel;
 use crate::model_dir::{ModelDir, SentenceDefaults};
 use crate::pooling::{Pooling, l2_normalize, pool};
@@ -88,6 +88,7 @@ impl SentenceEncoder {
         let config = dir.config()?;
         let defaults = dir.sentence_defaults(&config)?;
         let tokenizer = dir.tokenizer(defaults.max_seq_length)?;
+        tokenizer.check_vocab_size(config.vocab_size, &dir.file("config.json"))?;
         let device = device.clone().without_autodiff();
         let mut checkpoint = Checkpoint::open(dir.weights()?)?;
         let model = BertModel::from_checkpoint(&mut checkpoint, &config, &device)?;
@@ -156,6 +157,11 @@ impl SentenceEncoder {
     /// Texts are tokenized, sorted by length and run in batches of `batch_size`, each padded
     /// to its longest text; padding never changes a text's embedding. An empty string embeds
     /// as `[CLS] [SEP]`, as in `transformers`.
+    ///
+    /// Fails with an [`Error::Text`] naming the text: [`TextError::TokenOutOfRange`], before
+    /// any computation, when a text tokenizes to an id the model's embedding tables lack, and
+    /// [`TextError::NonFinite`] (the first such text, in order) when an embedding holds NaN
+    /// or an infinity. Neither is ever returned as an embedding.
     pub fn encode<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
@@ -163,6 +169,11 @@ impl SentenceEncoder {
     ) -> Result<Embeddings> {
         let (pooling, normalize, tokenizer) = self.resolve(options)?;
         let encodings = tokenizer.encode(texts)?;
+        BertTokenizer::check_ids(
+            &encodings,
+            self.config.vocab_size,
+            self.config.type_vocab_size,
+        )?;
         let dim = self.dim();
         let mut values = vec![0.0f32; texts.len() * dim];
         for batch in tokenizer.length_sorted_batches(encodings, options.batch_size) {
@@ -172,7 +183,17 @@ impl SentenceEncoder {
                 values[i * dim..(i + 1) * dim].copy_from_slice(row);
             }
         }
-        Ok(Embeddings { dim, values })
+        let embeddings = Embeddings { dim, values };
+        if let Some(index) = embeddings
+            .rows()
+            .position(|row| row.iter().any(|v| !v.is_finite()))
+        {
+            return Err(Error::Text {
+                index,
+                problem: TextError::NonFinite,
+            });
+        }
+        Ok(embeddings)
     }
 
     fn resolve(

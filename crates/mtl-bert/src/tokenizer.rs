@@ -13,7 +13,7 @@ use tokenizers::utils::padding::{PaddingDirection, PaddingParams, PaddingStrateg
 use tokenizers::utils::truncation::{TruncationDirection, TruncationParams, TruncationStrategy};
 use tokenizers::{AddedToken, EncodeInput, Encoding, Tokenizer};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TextError};
 use crate::model::BertInput;
 
 /// The special tokens and casing of a `tokenizer_config.json` (what the `vocab.txt` fallback
@@ -207,6 +207,72 @@ impl BertTokenizer {
         &self.inner
     }
 
+    /// The file the tokenizer was loaded from (`tokenizer.json` or `vocab.txt`).
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Checks that the model's word embeddings (`vocab_size` rows, from `config`) have a row
+    /// for every token id this tokenizer can produce (its vocabulary, added tokens and the
+    /// padding id included); a larger tokenizer is [`Error::VocabularyMismatch`].
+    pub fn check_vocab_size(&self, vocab_size: usize, config: &Path) -> Result<()> {
+        let vocab = self.inner.get_vocab(true);
+        let max_id = vocab
+            .values()
+            .copied()
+            .chain([self.padding.pad_id])
+            .max()
+            .unwrap_or(0);
+        if max_id as usize >= vocab_size {
+            return Err(Error::VocabularyMismatch {
+                tokenizer: self.source.clone(),
+                config: config.to_path_buf(),
+                tokens: vocab.len(),
+                max_id,
+                vocab_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that every token id of `encodings` is below `vocab_size` and every token type id
+    /// below `type_vocab_size` (the model's embedding tables), so that no id reaches an
+    /// embedding lookup out of bounds; the first that is not is an [`Error::Text`] with
+    /// [`TextError::TokenOutOfRange`], naming its text's index in `encodings`.
+    pub fn check_ids(
+        encodings: &[Encoding],
+        vocab_size: usize,
+        type_vocab_size: usize,
+    ) -> Result<()> {
+        for (index, encoding) in encodings.iter().enumerate() {
+            let tokens = encoding.get_tokens();
+            let limits = [
+                (encoding.get_ids(), "id", "vocab_size", vocab_size),
+                (
+                    encoding.get_type_ids(),
+                    "type id",
+                    "type_vocab_size",
+                    type_vocab_size,
+                ),
+            ];
+            for (ids, kind, field, size) in limits {
+                if let Some(at) = ids.iter().position(|&id| id as usize >= size) {
+                    return Err(Error::Text {
+                        index,
+                        problem: TextError::TokenOutOfRange {
+                            token: tokens.get(at).cloned().unwrap_or_default(),
+                            kind,
+                            id: ids[at],
+                            field,
+                            size,
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Tokenizes texts (with special tokens, truncated, unpadded), in parallel.
     pub fn encode<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Encoding>> {
         let inputs: Vec<EncodeInput> = texts.iter().map(|t| t.as_ref().into()).collect();
@@ -318,6 +384,102 @@ impl TokenBatch {
             input_ids: ints(&self.input_ids),
             token_type_ids: ints(&self.token_type_ids),
             attention_mask: Tensor::from_data(TensorData::new(mask, shape), device),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/tiny-bert")
+            .join(file)
+    }
+
+    #[test]
+    fn ids_beyond_the_embedding_tables_name_their_text_and_token() {
+        let tokenizer = BertTokenizer::from_file(tiny("tokenizer.json"), 64).unwrap();
+        // "9" is id 118 of the tiny vocabulary; the other tokens are below 100.
+        let encodings = tokenizer.encode(&["the cat", "the cat 9"]).unwrap();
+        BertTokenizer::check_ids(&encodings, 155, 2).unwrap();
+        BertTokenizer::check_ids(&encodings, 119, 1).unwrap();
+        let err = BertTokenizer::check_ids(&encodings, 118, 2).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "text at index 1: token \"9\" has id 118, but the model's vocab_size is 118 (ids 0 \
+             to 117); the tokenizer does not belong to this model"
+        );
+        let Error::Text { index, problem } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(index, 1);
+        assert_eq!(
+            problem,
+            TextError::TokenOutOfRange {
+                token: "9".into(),
+                kind: "id",
+                id: 118,
+                field: "vocab_size",
+                size: 118,
+            }
+        );
+
+        // The second text of a pair has token type 1, which a type_vocab_size of 1 lacks.
+        let pairs = tokenizer.encode_pairs(&[("the cat", "the dog")]).unwrap();
+        BertTokenizer::check_ids(&pairs, 155, 2).unwrap();
+        let err = BertTokenizer::check_ids(&pairs, 155, 1).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Text {
+                    index: 0,
+                    problem: TextError::TokenOutOfRange {
+                        kind: "type id",
+                        id: 1,
+                        field: "type_vocab_size",
+                        size: 1,
+                        ..
+                    },
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tokenizer_larger_than_vocab_size_names_both_files() {
+        let config = Path::new("model/config.json");
+        let tokenizers = [
+            BertTokenizer::from_file(tiny("tokenizer.json"), 64).unwrap(),
+            BertTokenizer::from_vocab(tiny("vocab.txt"), Some(&tiny("tokenizer_config.json")), 64)
+                .unwrap(),
+        ];
+        for tokenizer in tokenizers {
+            tokenizer.check_vocab_size(155, config).unwrap();
+            let err = tokenizer.check_vocab_size(154, config).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "{}: the tokenizer has 155 tokens (ids up to 154), but model/config.json \
+                     sets vocab_size to 154",
+                    tokenizer.source().display()
+                )),
+                "{message}"
+            );
+            assert!(
+                matches!(
+                    err,
+                    Error::VocabularyMismatch {
+                        tokens: 155,
+                        max_id: 154,
+                        vocab_size: 154,
+                        ..
+                    }
+                ),
+                "{message}"
+            );
         }
     }
 }

@@ -9,13 +9,15 @@ use tempfile::TempDir;
 use crate::fault_point;
 use crate::file::parent;
 
-/// A new, empty staging directory beside `dir` (`.NAME.partial-XXXXXX`, mode `0o777` less the
-/// umask), to fill and then hand to [`replace_dir`]. Dropped unused, it is removed.
+/// A new, empty staging directory beside `dir` (`.NAME.partial-PID-XXXXXX`, mode `0o777` less
+/// the umask), to fill and then hand to [`replace_dir`]. Dropped unused, it is removed; those
+/// of killed processes are removed first (see [`remove_partials`]).
 pub fn staging_dir(dir: &Path) -> io::Result<TempDir> {
     let parent = parent(dir);
     std::fs::create_dir_all(parent)?;
+    remove_partials(dir)?;
     tempfile::Builder::new()
-        .prefix(&partial_prefix(dir))
+        .prefix(&format!("{}{}-", partial_prefix(dir), std::process::id()))
         .permissions(dir_permissions())
         .tempdir_in(parent)
 }
@@ -67,17 +69,24 @@ pub fn recover_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes the staging directories of `dir` (`.NAME.partial-*`) left by killed processes.
-/// Call it only while no other process can be writing `dir` (e.g. under a [`crate::DirLock`]).
+/// Removes the staging directories of `dir` (`.NAME.partial-PID-*`) whose process no longer
+/// runs (Linux, where `/proc` tells; elsewhere nothing is removed), so a live process's
+/// staging directory is never touched.
 pub fn remove_partials(dir: &Path) -> io::Result<()> {
     let prefix = partial_prefix(dir);
-    let parent = parent(dir);
-    let Ok(entries) = std::fs::read_dir(parent) else {
+    let Ok(entries) = std::fs::read_dir(parent(dir)) else {
         return Ok(());
     };
     for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if is_dir && entry.file_name().to_string_lossy().starts_with(&prefix) {
+        if is_dir && !crate::process_runs(pid) {
             std::fs::remove_dir_all(entry.path())?;
         }
     }
@@ -199,11 +208,16 @@ mod tests {
         let old = root.path().join(".d.old");
         std::fs::create_dir(&old).unwrap();
         std::fs::write(old.join("x"), "old").unwrap();
-        let partial = stage(&dir, "new").keep();
+        // A killed process's staging directory (pid 0 is never a process in /proc).
+        let partial = root.path().join(".d.partial-0-abcdef");
+        std::fs::create_dir(&partial).unwrap();
+        let live = stage(&dir, "live");
         recover_dir(&dir).unwrap();
         remove_partials(&dir).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("x")).unwrap(), "old");
         assert!(!partial.exists());
+        assert!(live.path().exists(), "a live process's staging stays");
+        drop(live);
         assert_eq!(names(root.path()), ["d"]);
 
         // With the directory in place, a leftover `.old` is only removed.

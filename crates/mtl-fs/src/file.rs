@@ -50,8 +50,8 @@ enum Inner {
 impl OutputFile {
     /// Starts writing `path` (see the type's documentation).
     pub fn create(path: &Path) -> io::Result<Self> {
-        let target = resolve_symlinks(path)?;
-        let existing = match std::fs::metadata(&target) {
+        // The kernel follows every link here, `/proc/self/fd/N` ones included.
+        let existing = match std::fs::metadata(path) {
             Ok(meta) => Some(meta),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
@@ -60,16 +60,18 @@ impl OutputFile {
             if meta.is_dir() {
                 return Err(io::Error::new(
                     io::ErrorKind::IsADirectory,
-                    format!("{} is a directory", target.display()),
+                    format!("{} is a directory", path.display()),
                 ));
             }
             if !meta.is_file() {
-                let file = OpenOptions::new().write(true).open(&target)?;
+                let file = OpenOptions::new().write(true).open(path)?;
                 return Ok(Self {
                     inner: Inner::Direct(file),
                 });
             }
         }
+        // A regular file or a new path: the temporary file goes beside the link's target.
+        let target = resolve_symlinks(path)?;
         let dir = parent(&target);
         let name = target
             .file_name()
@@ -176,9 +178,6 @@ fn new_file_permissions() -> Permissions {
 /// Removes `.NAME.PID.*.mtl-partial` files in `dir` whose process no longer runs (Linux, where
 /// `/proc` tells; elsewhere nothing is removed).
 fn remove_stale_partials(dir: &Path, name: &str) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -191,11 +190,9 @@ fn remove_stale_partials(dir: &Path, name: &str) {
         else {
             continue;
         };
-        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
+        let pid = rest.split('.').next().unwrap_or_default();
         let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if is_file && !Path::new(&format!("/proc/{pid}")).exists() {
+        if is_file && !crate::process_runs(pid) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -290,6 +287,10 @@ mod tests {
     #[test]
     fn devices_and_fifos_are_written_not_replaced() {
         write_file(Path::new("/dev/null"), b"discarded").unwrap();
+        // A link the kernel resolves through /proc (`/dev/stdout` -> `/proc/self/fd/1`).
+        let null = File::options().write(true).open("/dev/null").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
+        write_file(Path::new(&format!("/proc/self/fd/{fd}")), b"discarded").unwrap();
         let meta = std::fs::symlink_metadata("/dev/null").unwrap();
         assert!(meta.file_type().is_char_device());
 

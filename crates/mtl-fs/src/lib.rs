@@ -43,6 +43,15 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         .collect())
 }
 
+/// Whether the process `pid` (decimal) may still run: false only where `/proc` shows it does
+/// not (Linux); true for anything that is not a pid, and everywhere without `/proc`.
+fn process_runs(pid: &str) -> bool {
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    !Path::new("/proc/self").exists() || Path::new("/proc").join(pid).exists()
+}
+
 /// Test hook for fault-injection tests: with `MTL_FAULT_AT_STEP=N` in the environment, the
 /// process kills itself (SIGKILL, no clean-up) just before its `N`-th atomic step (1-based: a
 /// rename of a file or a directory made by this crate). Without the variable it does nothing.

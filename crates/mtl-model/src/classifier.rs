@@ -4,9 +4,9 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use mtl_bert::atomic::{self, write_file};
 use mtl_bert::checkpoint::{Checkpoint, collect_tensors, hf_name, write_safetensors};
 use mtl_bert::{BertConfig, BertModel, BertTokenizer, ModelDir, Pooling};
+use mtl_fs::write_file;
 use serde::Serialize;
 
 use crate::config::{FORMAT_VERSION, MtlConfig, SavedConfig};
@@ -157,6 +157,10 @@ impl MultiTaskClassifier {
     /// Predicts every task (`task` = `None`) or one task for each text, in `batch_size`
     /// batches sorted by length; one `Vec<Prediction>` per text, in the texts' order, each in
     /// task order. With every task, the encoder runs once per batch.
+    ///
+    /// Fails with [`mtl_bert::Error::Text`] when a text tokenizes to an id the encoder's
+    /// embedding tables lack, and with [`Error::NonFinite`] (the first such text, in
+    /// order) when a probability is NaN or infinite: never returns either.
     pub fn predict<S: AsRef<str> + Sync>(
         &self,
         texts: &[S],
@@ -170,6 +174,11 @@ impl MultiTaskClassifier {
         let model = self.model.valid();
         let device = self.device().without_autodiff();
         let encodings = self.tokenizer.encode(texts)?;
+        BertTokenizer::check_ids(
+            &encodings,
+            self.bert_config.vocab_size,
+            self.bert_config.type_vocab_size,
+        )?;
         let mut predictions = vec![Vec::new(); texts.len()];
         for batch in self.tokenizer.length_sorted_batches(encodings, batch_size) {
             let (positions, batch) = batch?;
@@ -190,6 +199,17 @@ impl MultiTaskClassifier {
                 }
             }
         }
+        for (text, predictions) in predictions.iter().enumerate() {
+            if let Some(p) = predictions
+                .iter()
+                .find(|p| p.probabilities.iter().any(|v| !v.is_finite()))
+            {
+                return Err(Error::NonFinite {
+                    text,
+                    task: p.task.clone(),
+                });
+            }
+        }
         Ok(predictions)
     }
 
@@ -200,7 +220,7 @@ impl MultiTaskClassifier {
     /// a saved model (it has `mtl.json`).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        let parent = atomic::parent(dir);
+        let parent = mtl_fs::parent(dir);
         if dir.exists() && !replaceable(dir)? {
             return Err(Error::io(
                 dir,
@@ -210,14 +230,9 @@ impl MultiTaskClassifier {
                 ),
             ));
         }
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".mtl-model.partial-")
-            .tempdir_in(parent)
-            .map_err(|e| Error::io(parent, e))?;
+        let staging = mtl_fs::staging_dir(dir).map_err(|e| Error::io(parent, e))?;
         self.write_files(staging.path())?;
-        let staged = staging.keep();
-        atomic::replace_dir(&staged, dir).map_err(|e| Error::io(dir, e))
+        mtl_fs::replace_dir(staging, dir).map_err(|e| Error::io(dir, e))
     }
 
     fn write_files(&self, dir: &Path) -> Result<()> {

@@ -56,6 +56,17 @@ pub enum Error {
         /// The format version this build reads.
         supported: u32,
     },
+    /// A head gave NaN or infinite probabilities for a text, e.g. from corrupt weights.
+    #[error(
+        "text at index {text}, task {task:?}: the model produced non-finite probabilities \
+         (NaN or infinity); its weights may be corrupt"
+    )]
+    NonFinite {
+        /// The text's index in the batch given to `predict` (0-based).
+        text: usize,
+        /// The task whose head produced them.
+        task: String,
+    },
     /// The multi-task configuration is invalid (no tasks, duplicate names, empty labels, ...).
     #[error("invalid multi-task configuration: {0}")]
     InvalidConfig(String),

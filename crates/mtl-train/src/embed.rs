@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use mtl_bert::{EncodeOptions, SentenceEncoder};
 
 use crate::embedding_output::{EmbeddingWriter, OutputFormat};
 use crate::encoder_args::EncoderArgs;
 use crate::progress::EmbedProgress;
-use crate::text_input::{InputArgs, TextReader};
+use crate::text_input::{InputArgs, TextReader, TextSource};
 
 /// Texts read, embedded and written at a time, in batches: this many batches per chunk. Only
 /// one chunk's texts, tokens and embeddings are in memory at once.
@@ -33,8 +33,9 @@ pub struct EmbedArgs {
     pub input: InputArgs,
     #[command(flatten)]
     pub encoder: EncoderArgs,
-    /// Write the embeddings to FILE (atomically: a temporary file in the same directory,
-    /// renamed when complete). Default: standard output.
+    /// Write the embeddings to FILE: a regular file is replaced atomically (written to a
+    /// temporary file beside it, renamed when complete), a symlink's target is written, a FIFO
+    /// or device is written in place. `-` or /dev/stdout: standard output, the default.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Output format: jsonl ({"text": ..., "embedding": [...]} per line), npy (float32
@@ -70,8 +71,15 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
     encoder
         .encode::<&str>(&[], &options)
         .context("invalid encoding options")?;
-    let writer = EmbeddingWriter::create(format, args.output.as_deref(), encoder.dim())?;
-    ignore_broken_pipe(embed_stream(&encoder, &options, &mut reader, writer))
+    let texts = reader.total().map(|n| n as u64);
+    let writer = EmbeddingWriter::create(format, args.output.as_deref(), encoder.dim(), texts)?;
+    ignore_broken_pipe(embed_stream(
+        &encoder,
+        &options,
+        &source,
+        &mut reader,
+        writer,
+    ))
 }
 
 /// Embeds every text of `reader` chunk by chunk, writing each chunk's rows before reading the
@@ -79,6 +87,7 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
 pub fn embed_stream(
     encoder: &SentenceEncoder,
     options: &EncodeOptions,
+    source: &TextSource,
     reader: &mut TextReader,
     mut writer: EmbeddingWriter,
 ) -> Result<()> {
@@ -90,18 +99,51 @@ pub fn embed_stream(
             break;
         }
         let first = progress.done() + 1;
-        let embeddings = encoder.encode(&texts, options).with_context(|| {
-            format!(
-                "embedding texts {first}..{} of the input",
-                first + texts.len() - 1
-            )
-        })?;
+        let embeddings = encoder
+            .encode(&texts, options)
+            .map_err(|e| text_error(e, source, first, &texts))?;
         writer.write(&texts, &embeddings)?;
         progress.inc(texts.len());
     }
     writer.finish()?;
     progress.finish(encoder.dim());
     Ok(())
+}
+
+/// An encoder error for `texts`, the input's texts from number `first` (1-based) on: one
+/// about a single text ([`mtl_bert::Error::Text`]) names that text's line (see [`text_name`]);
+/// others say which texts were being embedded.
+pub fn text_error(
+    error: mtl_bert::Error,
+    source: &TextSource,
+    first: usize,
+    texts: &[String],
+) -> anyhow::Error {
+    match error {
+        mtl_bert::Error::Text { index, problem } => {
+            let text = texts.get(index).map_or("", String::as_str);
+            anyhow!("{}: {problem}", text_name(source, first + index, text))
+        }
+        other => anyhow::Error::new(other).context(format!(
+            "embedding texts {first}..{} of the input",
+            first + texts.len().max(1) - 1
+        )),
+    }
+}
+
+/// How messages name text `n` (1-based) of `source`, with its start: `line 3 of texts.txt
+/// ("the cat sat on the…")`, `line 3 of standard input (...)` or `text argument 3 (...)`.
+pub fn text_name(source: &TextSource, n: usize, text: &str) -> String {
+    const SHOWN: usize = 40;
+    let mut start: String = text.chars().take(SHOWN).collect();
+    if text.chars().nth(SHOWN).is_some() {
+        start.push('…');
+    }
+    match source {
+        TextSource::Args(_) => format!("text argument {n} ({start:?})"),
+        TextSource::File(path) => format!("line {n} of {} ({start:?})", path.display()),
+        TextSource::Stdin => format!("line {n} of standard input ({start:?})"),
+    }
 }
 
 /// Treats a closed standard output (`mtl embed ... | head`) as a normal end.

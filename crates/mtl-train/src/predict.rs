@@ -3,12 +3,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use clap::{Args, ValueEnum};
 use mtl_model::MultiTaskClassifier;
 
 use crate::backend::BackendArgs;
-use crate::text_input::{InputArgs, TextReader};
+use crate::embed::{text_error, text_name};
+use crate::text_input::{InputArgs, TextReader, TextSource};
 
 /// Output format of `mtl predict`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,14 +56,20 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     if let Some(task) = &args.task {
         model.task_index(task)?;
     }
-    let mut reader = TextReader::open(&args.input.source(&args.texts)?, args.input.lossy)?;
+    let source = args.input.source(&args.texts)?;
+    let mut reader = TextReader::open(&source, args.input.lossy)?;
     let mut out = std::io::stdout().lock();
+    let mut done = 0;
     loop {
         let texts = reader.next_chunk(CHUNK)?;
         if texts.is_empty() {
             break;
         }
-        let predictions = model.predict(&texts, args.task.as_deref(), args.batch_size)?;
+        let first = done + 1;
+        done += texts.len();
+        let predictions = model
+            .predict(&texts, args.task.as_deref(), args.batch_size)
+            .map_err(|e| prediction_error(e, &source, first, &texts))?;
         let mut text_out = String::new();
         for (text, predictions) in texts.iter().zip(predictions) {
             match args.format {
@@ -88,4 +95,31 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A prediction error for `texts`, the input's texts from number `first` (1-based) on, naming
+/// the text's line when it concerns one text.
+fn prediction_error(
+    error: mtl_model::Error,
+    source: &TextSource,
+    first: usize,
+    texts: &[String],
+) -> anyhow::Error {
+    match error {
+        mtl_model::Error::NonFinite { text: index, task } => {
+            let text = texts.get(index).map_or("", String::as_str);
+            anyhow!(
+                "{}, task {task}: the model produced non-finite probabilities (NaN or \
+                 infinity); its weights may be corrupt",
+                text_name(source, first + index, text)
+            )
+        }
+        mtl_model::Error::Encoder(e @ mtl_bert::Error::Text { .. }) => {
+            text_error(e, source, first, texts)
+        }
+        other => anyhow::Error::new(other).context(format!(
+            "predicting texts {first}..{} of the input",
+            first + texts.len().max(1) - 1
+        )),
+    }
 }

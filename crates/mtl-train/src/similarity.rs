@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
-use crate::embed::ignore_broken_pipe;
+use crate::embed::{ignore_broken_pipe, text_error};
 use crate::encoder_args::EncoderArgs;
 use crate::progress::EmbedProgress;
 use crate::text_input::{InputArgs, TextReader};
@@ -58,7 +58,7 @@ pub fn run(args: &SimilarityArgs) -> Result<()> {
     let mut progress = EmbedProgress::new(Some(texts.len()), options.batch_size);
     let embeddings = encoder
         .encode(&texts, &options)
-        .context("embedding texts")?;
+        .map_err(|e| text_error(e, &source, 1, &texts))?;
     progress.inc(texts.len());
     progress.finish(embeddings.dim);
     let rows: Vec<&[f32]> = embeddings.rows().collect();

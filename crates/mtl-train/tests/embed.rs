@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::process::Output;
+
 use common::{
     assert_fails_with, assert_rows_close, library_embeddings, mtl, parse_jsonl, parse_npy,
     sample_texts, tiny_dir,
@@ -372,4 +374,241 @@ fn help_explains_every_flag() {
     let top = mtl().arg("--help").output().unwrap();
     let top = String::from_utf8(top.stdout).unwrap();
     assert!(top.contains("embed") && top.contains("similarity"), "{top}");
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `mtl embed -m tiny -o OUTPUT --format FORMAT` on `texts`, as arguments or (`stdin`) on
+/// standard input, where the number of texts is not known in advance.
+fn embed_to(output: &std::path::Path, format: &str, texts: &[String], stdin: bool) -> Output {
+    let mut cmd = mtl();
+    cmd.args(["embed", "-m", &tiny(), "--format", format, "-o"])
+        .arg(output);
+    if stdin {
+        cmd.write_stdin(lines(texts));
+    } else {
+        cmd.args(texts);
+    }
+    cmd.output().unwrap()
+}
+
+/// What `mtl embed` writes to a new regular file, the reference for the other outputs.
+fn regular_output(format: &str, texts: &[String]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out");
+    let output = embed_to(&path, format, texts, false);
+    assert!(output.status.success(), "{output:?}");
+    std::fs::read(&path).unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_output_writes_its_target_and_keeps_the_link() {
+    let texts = sample_texts();
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.npy");
+    std::fs::write(&real, b"old").unwrap();
+    let link = dir.path().join("link.npy");
+    std::os::unix::fs::symlink("real.npy", &link).unwrap();
+    for stdin in [false, true] {
+        let output = embed_to(&link, "npy", &texts, stdin);
+        assert!(output.status.success(), "{output:?}");
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(meta.file_type().is_symlink(), "the link was replaced");
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            std::path::Path::new("real.npy")
+        );
+        assert_eq!(std::fs::read(&real).unwrap(), regular_output("npy", &texts));
+        assert_eq!(names(dir.path()), ["link.npy", "real.npy"]);
+    }
+}
+
+/// Opens `fifo` for writing without blocking and closes it: a reader still waiting in `open`
+/// (because `mtl` never opened the FIFO) then sees the end instead of hanging the test. Once the
+/// reader is done, it does nothing (no reader: the open fails).
+#[cfg(target_os = "linux")]
+fn release_fifo_reader(fifo: &std::path::Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(fifo);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_fifo_output_is_written_in_place_and_stays_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let texts = sample_texts();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // npy from arguments (count known: header first), npy from standard input (rows held until
+    // the end), and jsonl and csv, streamed.
+    for (format, stdin) in [
+        ("npy", false),
+        ("npy", true),
+        ("jsonl", true),
+        ("csv", false),
+    ] {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(&fifo).unwrap())
+        };
+        let output = embed_to(&fifo, format, &texts, stdin);
+        release_fifo_reader(&fifo);
+        // Checked before joining: a FIFO replaced by a file leaves the reader waiting forever.
+        let meta = std::fs::symlink_metadata(&fifo).unwrap();
+        assert!(meta.file_type().is_fifo(), "{format}: no longer a FIFO");
+        assert!(output.status.success(), "{format}: {output:?}");
+        let got = reader.join().unwrap();
+        assert_eq!(
+            got,
+            regular_output(format, &texts),
+            "{format}, stdin {stdin}"
+        );
+        assert_eq!(names(dir.path()), ["pipe"], "nothing beside the FIFO");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn dev_null_output_is_written_not_replaced() {
+    use std::os::unix::fs::FileTypeExt;
+    let texts = sample_texts();
+    for (format, stdin) in [("npy", false), ("npy", true), ("jsonl", false)] {
+        let output = embed_to(std::path::Path::new("/dev/null"), format, &texts, stdin);
+        assert!(output.status.success(), "{format}: {output:?}");
+        let meta = std::fs::symlink_metadata("/dev/null").unwrap();
+        assert!(
+            meta.file_type().is_char_device(),
+            "/dev/null is no longer a character device"
+        );
+    }
+    let stray: Vec<String> = names(std::path::Path::new("/dev"))
+        .into_iter()
+        .filter(|n| n.contains("mtl-partial") || n.contains("mtl-embed"))
+        .collect();
+    assert!(stray.is_empty(), "left in /dev: {stray:?}");
+}
+
+#[test]
+fn a_directory_output_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = mtl()
+        .args(["embed", "-m", &tiny(), "-o"])
+        .arg(dir.path())
+        .arg("the cat")
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &output,
+        &format!("--output {} is a directory", dir.path().display()),
+    );
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
+#[cfg(unix)]
+#[test]
+fn outputs_get_the_umask_mode_and_a_replaced_file_keeps_its_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    // A file this process creates gets 0o666 less the umask, which `mtl` inherits.
+    let reference = dir.path().join("reference");
+    std::fs::File::create(&reference).unwrap();
+    let umask_mode = mode(&reference);
+    for format in ["jsonl", "npy", "csv"] {
+        let new = dir.path().join(format!("new.{format}"));
+        let output = embed_to(&new, format, &sample_texts(), false);
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(mode(&new), umask_mode, "{format}: a new file, not 0600");
+
+        let replaced = dir.path().join(format!("replaced.{format}"));
+        std::fs::write(&replaced, b"old").unwrap();
+        std::fs::set_permissions(&replaced, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let output = embed_to(&replaced, format, &sample_texts(), true);
+        assert!(output.status.success(), "{output:?}");
+        assert_ne!(std::fs::read(&replaced).unwrap(), b"old");
+        assert_eq!(
+            mode(&replaced),
+            0o640,
+            "{format}: a replaced file keeps its mode"
+        );
+    }
+}
+
+#[test]
+fn a_killed_runs_temporary_file_is_removed_by_the_next_run() {
+    let texts = sample_texts();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.npy");
+    std::fs::write(&out, b"old").unwrap();
+    // Killed (SIGKILL) just before its rename: the old file stays, with the temporary file
+    // beside it, named after the output and the process.
+    let killed = mtl()
+        .env("MTL_FAULT_AT_STEP", "1")
+        .args(["embed", "-m", &tiny(), "-o"])
+        .arg(&out)
+        .args(&texts)
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "{killed:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"old");
+    let left = names(dir.path());
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        left[0].starts_with(".out.npy.") && left[0].ends_with(".mtl-partial"),
+        "{left:?}"
+    );
+
+    let output = embed_to(&out, "npy", &texts, false);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(names(dir.path()), ["out.npy"]);
+    assert_eq!(std::fs::read(&out).unwrap(), regular_output("npy", &texts));
+}
+
+#[test]
+fn dash_and_dev_stdout_are_standard_output() {
+    let texts = sample_texts();
+    for format in ["jsonl", "npy"] {
+        let expected = regular_output(format, &texts);
+        for output in ["-", "/dev/stdout"] {
+            // Standard output is a pipe here.
+            let piped = embed_to(std::path::Path::new(output), format, &texts, false);
+            assert!(piped.status.success(), "{output}: {piped:?}");
+            assert_eq!(piped.stdout, expected, "{format} to {output}");
+        }
+    }
+    // A file opened for appending (`>> out.jsonl`) is appended to, not replaced.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("out.jsonl");
+    std::fs::write(&log, "earlier\n").unwrap();
+    let file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_mtl"))
+        .env_remove("MTL_BACKEND")
+        .args(["embed", "-m", &tiny(), "-o", "/dev/stdout"])
+        .args(&texts)
+        .stdout(file)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut expected = b"earlier\n".to_vec();
+    expected.extend(regular_output("jsonl", &texts));
+    assert_eq!(std::fs::read(&log).unwrap(), expected);
 }

@@ -188,7 +188,7 @@ mod tests {
         drop(RunDir::create(&run, false).unwrap());
         std::fs::write(run.join("config.toml"), "x").unwrap();
         std::fs::create_dir_all(run.join("best")).unwrap();
-        std::fs::create_dir_all(run.join(".checkpoint.partial-abc")).unwrap();
+        std::fs::create_dir_all(run.join(".checkpoint.partial-0-abc")).unwrap();
         std::fs::create_dir_all(run.join("src")).unwrap();
         std::fs::write(run.join("src/main.rs"), "fn main() {}").unwrap();
         std::fs::write(run.join("notes.txt"), "mine").unwrap();
