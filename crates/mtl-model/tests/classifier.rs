@@ -38,6 +38,49 @@ const TEXTS: [&str; 4] = [
     "new phone",
 ];
 
+/// The largest absolute difference between two equally long slices; NaN as soon as either
+/// holds a NaN or an infinity, so that no tolerance accepts it (a plain
+/// `fold(0.0, f32::max)` drops NaN: `0.0f32.max(f32::NAN) == 0.0`).
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        if !x.is_finite() || !y.is_finite() {
+            return f32::NAN;
+        }
+        // Both finite: the difference is finite or (on overflow) infinite, never NaN.
+        worst = worst.max((x - y).abs());
+    }
+    worst
+}
+
+#[test]
+fn max_abs_diff_is_nan_when_either_input_holds_nan() {
+    assert!(max_abs_diff(&[0.0, f32::NAN, 1.0], &[0.0, 0.0, 1.0]).is_nan());
+    assert!(max_abs_diff(&[0.0, 0.0, 1.0], &[0.0, 0.0, f32::NAN]).is_nan());
+    assert!(max_abs_diff(&[5.0, f32::NAN], &[0.0, 0.0]).is_nan());
+    assert!(max_abs_diff(&[f32::NAN], &[f32::NAN]).is_nan());
+}
+
+#[test]
+fn max_abs_diff_is_not_finite_when_either_input_is_infinite() {
+    assert!(!max_abs_diff(&[f32::INFINITY, 0.0], &[1.0, 0.0]).is_finite());
+    assert!(!max_abs_diff(&[0.0, 0.0], &[0.0, f32::NEG_INFINITY]).is_finite());
+    // inf - inf is NaN: equal infinities are no match either.
+    assert!(!max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]).is_finite());
+}
+
+#[test]
+fn max_abs_diff_measures_finite_differences() {
+    assert_eq!(max_abs_diff(&[1.0, -2.0, 3.0], &[1.5, -2.0, 3.0]), 0.5);
+    assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+}
+
+/// A float tensor's values.
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().try_into_vec().unwrap()
+}
+
 /// Every parameter's values by name (PyTorch names), as raw bytes.
 fn parameters(model: &impl Module) -> BTreeMap<String, Vec<u8>> {
     collect_tensors(model, |p| p.to_owned())
@@ -74,7 +117,7 @@ fn one_encoder_pass_gives_every_task_the_same_logits() {
             logits.dims(),
             [4, classifier.config().tasks[task].labels.len()]
         );
-        let diff = (logits - alone).abs().max().into_scalar::<f32>();
+        let diff = max_abs_diff(&values(logits), &values(alone));
         assert_eq!(diff, 0.0);
     }
 }
@@ -88,20 +131,21 @@ fn predictions_come_in_text_order_with_probabilities() {
     for (text, predictions) in TEXTS.iter().zip(&all) {
         assert_eq!(predictions.len(), 2);
         for p in predictions {
+            assert!(
+                p.probabilities.iter().all(|v| v.is_finite()),
+                "{:?}",
+                p.probabilities
+            );
             let sum: f32 = p.probabilities.iter().sum();
             assert!((sum - 1.0).abs() < 1e-5, "probabilities sum to {sum}");
+            // All finite (above): f32::max drops no NaN here.
             let max = p.probabilities.iter().copied().fold(f32::MIN, f32::max);
             assert_eq!(p.probabilities[p.label_index], max);
         }
         let one = classifier.predict(&[text], Some("sentiment"), 1).unwrap();
         assert_eq!(one[0].len(), 1);
         assert_eq!(one[0][0].task, "sentiment");
-        let diff = one[0][0]
-            .probabilities
-            .iter()
-            .zip(&predictions[1].probabilities)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let diff = max_abs_diff(&one[0][0].probabilities, &predictions[1].probabilities);
         assert!(
             diff < 1e-6,
             "batched and single predictions differ by {diff}"

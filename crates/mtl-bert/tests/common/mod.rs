@@ -79,23 +79,94 @@ impl Reference {
     }
 }
 
-/// The largest absolute difference between two equally long slices.
+/// The largest absolute difference between two equally long slices; NaN as soon as either
+/// holds a NaN or an infinity, so that no tolerance accepts it (a plain
+/// `fold(0.0, f32::max)` drops NaN: `0.0f32.max(f32::NAN) == 0.0`).
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        if !x.is_finite() || !y.is_finite() {
+            return f32::NAN;
+        }
+        // Both finite: the difference is finite or (on overflow) infinite, never NaN.
+        worst = worst.max((x - y).abs());
+    }
+    worst
 }
 
-/// Asserts `max |a - b| <= tolerance`, naming what was compared.
+/// Panics, naming `what`, `side` and the index, at the first value of `values` that is NaN or
+/// infinite.
+pub fn assert_finite(what: &str, side: &str, values: &[f32]) {
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        panic!("{what}: {side}[{i}] is {}, not a finite number", values[i]);
+    }
+}
+
+/// Asserts that both slices are finite and `max |a - b| <= tolerance`, naming what was
+/// compared (and, for a NaN or an infinity, which side and index).
 pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tolerance: f32) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    assert_finite(what, "actual", actual);
+    assert_finite(what, "expected", expected);
     let diff = max_abs_diff(actual, expected);
     eprintln!("{what}: max abs difference {diff:.2e} (tolerance {tolerance:.0e})");
     assert!(
         diff <= tolerance,
         "{what}: max abs difference {diff:e} exceeds {tolerance:e}"
     );
+}
+
+/// The comparison helpers above must fail on NaN and infinity, never pass them. (These run in
+/// every test binary that includes this module.)
+mod comparison_tests {
+    use super::*;
+
+    #[test]
+    fn max_abs_diff_is_nan_when_either_input_holds_nan() {
+        assert!(max_abs_diff(&[0.0, f32::NAN, 1.0], &[0.0, 0.0, 1.0]).is_nan());
+        assert!(max_abs_diff(&[0.0, 0.0, 1.0], &[0.0, 0.0, f32::NAN]).is_nan());
+        assert!(max_abs_diff(&[f32::NAN], &[f32::NAN]).is_nan());
+        // After a large finite difference, too.
+        assert!(max_abs_diff(&[5.0, f32::NAN], &[0.0, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn max_abs_diff_is_not_finite_when_either_input_is_infinite() {
+        assert!(!max_abs_diff(&[f32::INFINITY, 0.0], &[1.0, 0.0]).is_finite());
+        assert!(!max_abs_diff(&[0.0, 0.0], &[0.0, f32::NEG_INFINITY]).is_finite());
+        // inf - inf is NaN: equal infinities are no match either.
+        assert!(!max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]).is_finite());
+    }
+
+    #[test]
+    fn max_abs_diff_measures_finite_differences() {
+        assert_eq!(max_abs_diff(&[1.0, -2.0, 3.0], &[1.5, -2.0, 3.0]), 0.5);
+        assert_eq!(max_abs_diff(&[], &[]), 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "hidden: actual[1] is NaN")]
+    fn assert_close_panics_on_nan() {
+        assert_close("hidden", &[0.0, f32::NAN], &[0.0, 0.0], 1.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "hidden: expected[2] is -inf")]
+    fn assert_close_panics_on_infinity() {
+        assert_close(
+            "hidden",
+            &[0.0, 0.0, 0.0],
+            &[0.0, 0.0, f32::NEG_INFINITY],
+            1.0,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "exceeds")]
+    fn assert_close_panics_beyond_the_tolerance() {
+        assert_close("hidden", &[0.0, 0.5], &[0.0, 0.0], 0.25);
+    }
 }
 
 /// Copies a fixture directory to a fresh temporary directory.

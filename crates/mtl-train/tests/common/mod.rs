@@ -134,13 +134,36 @@ pub fn parse_npy(bytes: &[u8]) -> ((usize, usize), Vec<f32>) {
     ((dims[0], dims[1]), values)
 }
 
+/// The largest absolute difference between two equally long slices; NaN as soon as either
+/// holds a NaN or an infinity, so that no tolerance accepts it (a plain
+/// `fold(0.0, f32::max)` drops NaN: `0.0f32.max(f32::NAN) == 0.0`).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        if !x.is_finite() || !y.is_finite() {
+            return f32::NAN;
+        }
+        // Both finite: the difference is finite or (on overflow) infinite, never NaN.
+        worst = worst.max((x - y).abs());
+    }
+    worst
+}
+
 /// Asserts that two lists of embeddings agree within `tolerance`, element by element.
+///
+/// # Panics
+/// Also when a value of either side is NaN or infinite, naming the embedding and the index.
 pub fn assert_rows_close(actual: &[Vec<f32>], expected: &[Vec<f32>], tolerance: f32) {
     assert_eq!(actual.len(), expected.len(), "number of embeddings");
     let mut worst = 0.0f32;
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         assert_eq!(a.len(), e.len(), "width of embedding {i}");
-        for (x, y) in a.iter().zip(e) {
+        for (j, (x, y)) in a.iter().zip(e).enumerate() {
+            assert!(
+                x.is_finite() && y.is_finite(),
+                "embedding {i}, value {j}: actual {x}, expected {y}: not a finite number"
+            );
             worst = worst.max((x - y).abs());
         }
     }
@@ -148,6 +171,29 @@ pub fn assert_rows_close(actual: &[Vec<f32>], expected: &[Vec<f32>], tolerance: 
         worst <= tolerance,
         "max abs difference {worst:e} exceeds {tolerance:e}"
     );
+}
+
+/// The largest absolute difference between two lists of named tensors (the same names in
+/// the same order, equally long), as `(name, values)`.
+///
+/// # Panics
+/// When the names or lengths differ, or a value of either side is NaN or infinite (naming the
+/// tensor and the index).
+pub fn max_tensor_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len(), "number of tensors");
+    let mut worst = 0.0f32;
+    for ((name_a, va), (name_b, vb)) in a.iter().zip(b) {
+        assert_eq!(name_a, name_b, "tensor names");
+        assert_eq!(va.len(), vb.len(), "length of tensor {name_a}");
+        for (i, (x, y)) in va.iter().zip(vb).enumerate() {
+            assert!(
+                x.is_finite() && y.is_finite(),
+                "tensor {name_a}[{i}]: {x} vs {y}: not a finite number"
+            );
+            worst = worst.max((x - y).abs());
+        }
+    }
+    worst
 }
 
 /// Asserts that a finished command failed, said `message` on stderr, and did not panic.
@@ -162,4 +208,77 @@ pub fn assert_fails_with(output: &std::process::Output, message: &str) {
         "stderr lacks {message:?}:\n{stderr}"
     );
     assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
+}
+
+/// The comparison helpers above must fail on NaN and infinity, never pass them. (These run in
+/// every test binary that includes this module.)
+mod comparison_tests {
+    use super::*;
+
+    fn named(values: &[&[f32]]) -> Vec<(String, Vec<f32>)> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("t{i}"), v.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn max_abs_diff_is_nan_when_either_input_holds_nan() {
+        assert!(max_abs_diff(&[0.0, f32::NAN, 1.0], &[0.0, 0.0, 1.0]).is_nan());
+        assert!(max_abs_diff(&[0.0, 0.0, 1.0], &[0.0, 0.0, f32::NAN]).is_nan());
+        assert!(max_abs_diff(&[5.0, f32::NAN], &[0.0, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn max_abs_diff_is_not_finite_when_either_input_is_infinite() {
+        assert!(!max_abs_diff(&[f32::INFINITY, 0.0], &[1.0, 0.0]).is_finite());
+        assert!(!max_abs_diff(&[0.0, 0.0], &[0.0, f32::NEG_INFINITY]).is_finite());
+        assert!(!max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]).is_finite());
+    }
+
+    #[test]
+    fn max_abs_diff_measures_finite_differences() {
+        assert_eq!(max_abs_diff(&[1.0, -2.0, 3.0], &[1.5, -2.0, 3.0]), 0.5);
+    }
+
+    #[test]
+    #[should_panic(expected = "embedding 1, value 0: actual NaN")]
+    fn assert_rows_close_panics_on_nan() {
+        assert_rows_close(&[vec![0.0], vec![f32::NAN]], &[vec![0.0], vec![0.0]], 1.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "embedding 0, value 1: actual 0, expected inf")]
+    fn assert_rows_close_panics_on_infinity() {
+        assert_rows_close(&[vec![0.0, 0.0]], &[vec![0.0, f32::INFINITY]], 1.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "exceeds")]
+    fn assert_rows_close_panics_beyond_the_tolerance() {
+        assert_rows_close(&[vec![0.0, 0.5]], &[vec![0.0, 0.0]], 0.25);
+    }
+
+    #[test]
+    #[should_panic(expected = "tensor t1[2]: NaN vs 0: not a finite number")]
+    fn max_tensor_difference_panics_on_nan() {
+        max_tensor_difference(
+            &named(&[&[1.0], &[0.0, 0.0, f32::NAN]]),
+            &named(&[&[1.0], &[0.0, 0.0, 0.0]]),
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "tensor t0[0]: 0 vs -inf: not a finite number")]
+    fn max_tensor_difference_panics_on_infinity() {
+        max_tensor_difference(&named(&[&[0.0]]), &named(&[&[f32::NEG_INFINITY]]));
+    }
+
+    #[test]
+    fn max_tensor_difference_measures_finite_differences() {
+        let a = named(&[&[1.0, 2.0], &[3.0]]);
+        let b = named(&[&[1.0, 2.25], &[3.0]]);
+        assert_eq!(max_tensor_difference(&a, &b), 0.25);
+    }
 }
