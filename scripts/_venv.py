@@ -5,6 +5,7 @@ The environment lives in `.cache/torch-venv` (git-ignored). It is created and fi
 later runs reuse it. Set MTL_TORCH_VENV to use another directory.
 """
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -28,10 +29,14 @@ def ensure() -> None:
     if Path(sys.prefix).resolve() == VENV.resolve():
         return
     wanted = REQUIREMENTS.read_text()
-    if not _python().exists() or not _stamp().exists() or _stamp().read_text() != wanted:
-        print(f"setting up {VENV} from {REQUIREMENTS} (first run only)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        pip = [str(_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run(pip + ["-r", str(REQUIREMENTS)], check=True)
-        _stamp().write_text(wanted)
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    # One process fills the environment; another one started meanwhile waits for it.
+    with open(VENV.parent / f".{VENV.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _python().exists() or not _stamp().exists() or _stamp().read_text() != wanted:
+            print(f"setting up {VENV} from {REQUIREMENTS} (first run only)", file=sys.stderr)
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+            pip = [str(_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            subprocess.run(pip + ["-r", str(REQUIREMENTS)], check=True)
+            _stamp().write_text(wanted)
     os.execv(str(_python()), [str(_python()), *sys.argv])

@@ -137,20 +137,25 @@ fn main() -> Result<()> {
             cargo_with_env(args.map(String::from), &env)?;
         }
         Task::Test { args } => {
-            fetch_model()?;
-            datasets(false)?;
-            // The tests that check `transformers` against our models (mtl-model's hf_compat)
-            // run its Python from here; they fail, rather than pass unchecked, without it.
-            let venv = torch_venv()?;
+            // The downloads (model, data sets, and the PyTorch environment whose `transformers`
+            // the hf_compat tests run: they fail, rather than pass unchecked, without it) go on
+            // while cargo builds the tests; the tests run once all are there.
+            let venv = start_torch_venv()?;
+            let assets = std::thread::spawn(|| -> Result<()> {
+                fetch_model()?;
+                datasets(false)
+            });
+            let test = ["test", "--workspace", "--features", "mtl-bert/ndarray"].map(String::from);
+            let cargo_args = args.iter().take_while(|a| *a != "--").cloned();
+            let build = test.iter().cloned().chain(["--no-run".into()]);
+            cargo_with_env(build.chain(cargo_args), &[])?;
+            assets
+                .join()
+                .map_err(|_| anyhow::anyhow!("fetching the model and data sets panicked"))??;
+            let venv = finish_torch_venv(venv)?;
             eprintln!("PyTorch reference environment: {}", venv.display());
             let env = [("MTL_TORCH_VENV".to_owned(), venv.display().to_string())];
-            cargo_with_env(
-                ["test", "--workspace", "--features", "mtl-bert/ndarray"]
-                    .into_iter()
-                    .map(String::from)
-                    .chain(args),
-                &env,
-            )?;
+            cargo_with_env(test.into_iter().chain(args), &env)?;
         }
     }
     Ok(())
@@ -267,11 +272,25 @@ pub(crate) fn target_dir() -> PathBuf {
 /// `scripts/requirements.txt`): `scripts/ensure_venv.py` creates it on first use in
 /// .cache/torch-venv (or `$MTL_TORCH_VENV`) and prints its directory, returned here.
 pub(crate) fn torch_venv() -> Result<PathBuf> {
+    finish_torch_venv(start_torch_venv()?)
+}
+
+/// Starts `scripts/ensure_venv.py` (see [`torch_venv`]) without waiting for it.
+fn start_torch_venv() -> Result<std::process::Child> {
     let script = workspace_root().join("scripts/ensure_venv.py");
-    let output = Command::new("python3")
+    Command::new("python3")
         .arg(&script)
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
+        .spawn()
+        .with_context(|| format!("running {}", script.display()))
+}
+
+/// Waits for [`start_torch_venv`]'s script; returns the environment's directory.
+fn finish_torch_venv(child: std::process::Child) -> Result<PathBuf> {
+    let script = workspace_root().join("scripts/ensure_venv.py");
+    let output = child
+        .wait_with_output()
         .with_context(|| format!("running {}", script.display()))?;
     if !output.status.success() {
         bail!(

@@ -18,8 +18,8 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
-use mtl_fs::write_file;
 use crate::error::{Error, Result};
+use mtl_fs::write_file;
 
 /// `(Hugging Face, ours)` spellings of module names that differ.
 pub const MODULE_NAMES: [(&str, &str); 2] = [
