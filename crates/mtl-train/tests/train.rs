@@ -840,3 +840,38 @@ fn diverged_weights_never_reach_a_checkpoint() {
     );
     assert!(!run.join("checkpoint").exists(), "no checkpoint of step 1");
 }
+
+#[test]
+fn a_run_started_with_relative_paths_resumes_from_another_directory() {
+    let (data, _) = data();
+    // Relative task directories, model and output, from the data directory.
+    let tiny = tiny_dir().canonicalize().unwrap();
+    let ups = data.path().canonicalize().unwrap().components().count() - 1;
+    let tiny_relative = format!(
+        "{}{}",
+        "../".repeat(ups),
+        tiny.to_str().unwrap().trim_start_matches('/')
+    );
+    let tasks = ["topic=topic".to_owned(), "sentiment=sentiment".to_owned()];
+    let mut args = train_args(&tasks, Path::new("run"));
+    args[2] = tiny_relative;
+    args.extend(["--epochs", "2", "--checkpoint-every", "10"].map(String::from));
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("mtl"))
+        .args(&args)
+        .current_dir(data.path())
+        .env("MTL_FAULT_AT_STEP", "8")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "killed mid-run");
+    let run = data.path().join("run");
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains(tiny.to_str().unwrap()), "{config}");
+    let out = mtl()
+        .args(["train", "--resume", run.to_str().unwrap()])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+}
