@@ -122,16 +122,11 @@ fn main() -> Result<()> {
                 check_backend(backend)?;
                 env.extend(backend_env(backend)?);
             }
-            // The workspace and `cargo xtask test`'s features plus the backends': dependencies
-            // that no backend feature reaches are then those `cargo xtask test` built, not a
-            // second copy with other features.
-            let features = std::iter::once("mtl-bert/ndarray".to_owned())
-                .chain(backends.iter().map(|b| format!("mtl-train/{b}")))
-                .collect::<Vec<_>>()
-                .join(",");
+            let features = backends.join(",");
             let args = [
                 "test",
-                "--workspace",
+                "-p",
+                "mtl-train",
                 "--features",
                 &features,
                 "--test",
