@@ -38,43 +38,9 @@ const TEXTS: [&str; 4] = [
     "new phone",
 ];
 
-/// The largest absolute difference between two equally long slices; NaN as soon as either
-/// holds a NaN or an infinity, so that no tolerance accepts it (a plain
-/// `fold(0.0, f32::max)` drops NaN: `0.0f32.max(f32::NAN) == 0.0`).
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    let mut worst = 0.0f32;
-    for (x, y) in a.iter().zip(b) {
-        if !x.is_finite() || !y.is_finite() {
-            return f32::NAN;
-        }
-        // Both finite: the difference is finite or (on overflow) infinite, never NaN.
-        worst = worst.max((x - y).abs());
-    }
-    worst
-}
-
-#[test]
-fn max_abs_diff_is_nan_when_either_input_holds_nan() {
-    assert!(max_abs_diff(&[0.0, f32::NAN, 1.0], &[0.0, 0.0, 1.0]).is_nan());
-    assert!(max_abs_diff(&[0.0, 0.0, 1.0], &[0.0, 0.0, f32::NAN]).is_nan());
-    assert!(max_abs_diff(&[5.0, f32::NAN], &[0.0, 0.0]).is_nan());
-    assert!(max_abs_diff(&[f32::NAN], &[f32::NAN]).is_nan());
-}
-
-#[test]
-fn max_abs_diff_is_not_finite_when_either_input_is_infinite() {
-    assert!(!max_abs_diff(&[f32::INFINITY, 0.0], &[1.0, 0.0]).is_finite());
-    assert!(!max_abs_diff(&[0.0, 0.0], &[0.0, f32::NEG_INFINITY]).is_finite());
-    // inf - inf is NaN: equal infinities are no match either.
-    assert!(!max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]).is_finite());
-}
-
-#[test]
-fn max_abs_diff_measures_finite_differences() {
-    assert_eq!(max_abs_diff(&[1.0, -2.0, 3.0], &[1.5, -2.0, 3.0]), 0.5);
-    assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
-}
+#[path = "../../../tests/support/compare.rs"]
+mod compare;
+use compare::max_abs_diff;
 
 /// A float tensor's values.
 fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
@@ -138,9 +104,8 @@ fn predictions_come_in_text_order_with_probabilities() {
             );
             let sum: f32 = p.probabilities.iter().sum();
             assert!((sum - 1.0).abs() < 1e-5, "probabilities sum to {sum}");
-            // All finite (above): f32::max drops no NaN here.
-            let max = p.probabilities.iter().copied().fold(f32::MIN, f32::max);
-            assert_eq!(p.probabilities[p.label_index], max);
+            let max = p.probabilities.iter().copied().max_by(f32::total_cmp);
+            assert_eq!(Some(p.probabilities[p.label_index]), max);
         }
         let one = classifier.predict(&[text], Some("sentiment"), 1).unwrap();
         assert_eq!(one[0].len(), 1);

@@ -79,21 +79,10 @@ impl Reference {
     }
 }
 
-/// The largest absolute difference between two equally long slices; NaN as soon as either
-/// holds a NaN or an infinity, so that no tolerance accepts it (a plain
-/// `fold(0.0, f32::max)` drops NaN: `0.0f32.max(f32::NAN) == 0.0`).
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    let mut worst = 0.0f32;
-    for (x, y) in a.iter().zip(b) {
-        if !x.is_finite() || !y.is_finite() {
-            return f32::NAN;
-        }
-        // Both finite: the difference is finite or (on overflow) infinite, never NaN.
-        worst = worst.max((x - y).abs());
-    }
-    worst
-}
+#[path = "../../../../tests/support/compare.rs"]
+mod compare;
+#[allow(unused_imports)] // not every test binary compares values
+pub use compare::max_abs_diff;
 
 /// Panics, naming `what`, `side` and the index, at the first value of `values` that is NaN or
 /// infinite.
@@ -121,29 +110,6 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tolerance: f32
 /// every test binary that includes this module.)
 mod comparison_tests {
     use super::*;
-
-    #[test]
-    fn max_abs_diff_is_nan_when_either_input_holds_nan() {
-        assert!(max_abs_diff(&[0.0, f32::NAN, 1.0], &[0.0, 0.0, 1.0]).is_nan());
-        assert!(max_abs_diff(&[0.0, 0.0, 1.0], &[0.0, 0.0, f32::NAN]).is_nan());
-        assert!(max_abs_diff(&[f32::NAN], &[f32::NAN]).is_nan());
-        // After a large finite difference, too.
-        assert!(max_abs_diff(&[5.0, f32::NAN], &[0.0, 0.0]).is_nan());
-    }
-
-    #[test]
-    fn max_abs_diff_is_not_finite_when_either_input_is_infinite() {
-        assert!(!max_abs_diff(&[f32::INFINITY, 0.0], &[1.0, 0.0]).is_finite());
-        assert!(!max_abs_diff(&[0.0, 0.0], &[0.0, f32::NEG_INFINITY]).is_finite());
-        // inf - inf is NaN: equal infinities are no match either.
-        assert!(!max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]).is_finite());
-    }
-
-    #[test]
-    fn max_abs_diff_measures_finite_differences() {
-        assert_eq!(max_abs_diff(&[1.0, -2.0, 3.0], &[1.5, -2.0, 3.0]), 0.5);
-        assert_eq!(max_abs_diff(&[], &[]), 0.0);
-    }
 
     #[test]
     #[should_panic(expected = "hidden: actual[1] is NaN")]

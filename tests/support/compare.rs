@@ -1,0 +1,47 @@
+//! The one tolerance helper of every test crate (included with `#[path]` by
+//! `crates/*/tests`): NaN and infinity never pass a comparison.
+
+/// The largest absolute difference between two equally long slices; NaN as soon as either
+/// holds a NaN or an infinity, so that no tolerance accepts it (a plain
+/// `fold(0.0, f32::max)` drops NaN: `0.0f32.max(f32::NAN) == 0.0`).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let mut worst = 0.0f32;
+    for (x, y) in a.iter().zip(b) {
+        if !x.is_finite() || !y.is_finite() {
+            return f32::NAN;
+        }
+        let difference = (x - y).abs();
+        if difference > worst {
+            worst = difference;
+        }
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_abs_diff;
+
+    #[test]
+    fn max_abs_diff_is_nan_when_either_input_holds_nan() {
+        assert!(max_abs_diff(&[0.0, f32::NAN, 1.0], &[0.0, 0.0, 1.0]).is_nan());
+        assert!(max_abs_diff(&[0.0, 0.0, 1.0], &[0.0, 0.0, f32::NAN]).is_nan());
+        assert!(max_abs_diff(&[f32::NAN], &[f32::NAN]).is_nan());
+        assert!(max_abs_diff(&[5.0, f32::NAN], &[0.0, 0.0]).is_nan());
+    }
+
+    #[test]
+    fn max_abs_diff_is_not_finite_when_either_input_is_infinite() {
+        assert!(!max_abs_diff(&[f32::INFINITY, 0.0], &[1.0, 0.0]).is_finite());
+        assert!(!max_abs_diff(&[0.0, 0.0], &[0.0, f32::NEG_INFINITY]).is_finite());
+        assert!(!max_abs_diff(&[f32::INFINITY], &[f32::INFINITY]).is_finite());
+    }
+
+    #[test]
+    fn max_abs_diff_measures_finite_differences() {
+        assert_eq!(max_abs_diff(&[1.0, -2.0, 3.0], &[1.5, -2.0, 3.0]), 0.5);
+        assert_eq!(max_abs_diff(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert_eq!(max_abs_diff(&[], &[]), 0.0);
+    }
+}
