@@ -171,19 +171,17 @@ fn verify(dir: &Path) -> Result<()> {
 
 /// Reads `run_dir/checkpoint/` into `model` (built as for a new run); `optimizer` then makes
 /// the optimiser for the loaded model (whose parameter ids are the checkpoint's), into which
-/// the saved optimiser state is read. `None` when there is no checkpoint yet.
+/// the saved optimiser state is read. Call it after [`read_state`], which verified the files
+/// (the run directory is locked, so they cannot change in between).
 pub fn load(
     run_dir: &Path,
     model: MultiTaskModel,
     optimizer: impl FnOnce(&MultiTaskModel) -> TrainOptimizer,
-) -> Result<Option<(MultiTaskModel, TrainOptimizer, TrainState)>> {
+) -> Result<(MultiTaskModel, TrainOptimizer)> {
     let dir = run_dir.join(CHECKPOINT_DIR);
-    let Some(state) = read_state(run_dir)? else {
-        return Ok(None);
-    };
     let model = model
         .try_load_file(dir.join("model.bpk"))
         .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", dir.join("model.bpk").display()))?;
     let optimizer = optimizer(&model).load(&dir.join("optimizer.bpk"))?;
-    Ok(Some((model, optimizer, state)))
+    Ok((model, optimizer))
 }

@@ -225,10 +225,9 @@ pub fn train(config: &TrainConfig, device: &Device, start: Start) -> Result<Summ
     }
     let cache_seconds = run.prepare_cache()?;
     let make_optimizer = |model: &MultiTaskModel| TrainOptimizer::new(model, config, total_steps);
-    let mut optimizer = if resume {
+    let mut optimizer = if let Some(state) = resumed_state {
         let fresh = run.classifier.model.clone();
-        let (model, optimizer, state) = checkpoint::load(&dir, fresh, make_optimizer)?
-            .context("the checkpoint disappeared while the run was locked")?;
+        let (model, optimizer) = checkpoint::load(&dir, fresh, make_optimizer)?;
         run.classifier.model = model;
         eprintln!(
             "resuming at step {} (epoch {}, batch {})",
