@@ -167,14 +167,7 @@ fn dir_permissions() -> std::fs::Permissions {
 mod tests {
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::tests::entry_names as names;
 
     fn stage(dir: &Path, content: &str) -> TempDir {
         let staged = staging_dir(dir).unwrap();

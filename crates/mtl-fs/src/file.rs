@@ -204,14 +204,7 @@ mod tests {
 
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::tests::entry_names as names;
 
     #[test]
     fn a_file_is_replaced_whole_and_keeps_its_mode() {

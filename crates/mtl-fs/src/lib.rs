@@ -77,6 +77,16 @@ fn fault_point() {
 mod tests {
     use super::*;
 
+    /// The sorted entry names of `dir` (for the tests of every module here).
+    pub(crate) fn entry_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn sha256_of_a_known_text() {
         let dir = tempfile::tempdir().unwrap();
