@@ -5,7 +5,7 @@
 # results land in runs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p mtl-train
+cargo build --release -p mtl
 mtl=target/release/mtl
 [ -f runs/default/summary.json ] || { echo "run \`cargo xtask train\` first" >&2; exit 1; }
 

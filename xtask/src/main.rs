@@ -73,7 +73,7 @@ enum Task {
         only: Vec<String>,
     },
     /// Check GPU-capable backends against the CPU: encoder outputs within 1e-4 of flex's
-    /// and five training steps within 1e-3 (crates/mtl-train/tests/backends.rs). `wgpu` runs
+    /// and five training steps within 1e-3 (crates/mtl/tests/backends.rs). `wgpu` runs
     /// on Mesa's software Vulkan where there is no GPU; `tch` builds against the torch 2.9.0
     /// wheel (creating .cache/torch-venv on first use) and runs on CUDA or libtorch's CPU.
     TestBackend {
@@ -126,7 +126,7 @@ fn main() -> Result<()> {
             let args = [
                 "test",
                 "-p",
-                "mtl-train",
+                "mtl",
                 "--features",
                 &features,
                 "--test",
@@ -210,7 +210,7 @@ pub(crate) fn datasets(update_manifest: bool) -> Result<()> {
     Ok(())
 }
 
-/// The Cargo features of the `mtl-train` crate, one per backend.
+/// The Cargo features of the `mtl` crate, one per backend.
 pub(crate) const BACKENDS: [&str; 5] = ["flex", "ndarray", "wgpu", "tch", "cuda"];
 
 /// Builds `mtl` in release mode with `backend`'s feature, then runs `mtl COMMAND --backend
@@ -243,7 +243,7 @@ pub(crate) fn check_backend(backend: &str) -> Result<()> {
     Ok(())
 }
 
-/// Builds the `mtl-train` binary `bin` in release mode with `backend`'s feature; returns its
+/// Builds the `mtl` crate's binary `bin` in release mode with `backend`'s feature; returns its
 /// path and the environment it needs to run (see [`backend_env`]).
 pub(crate) fn build_release(bin: &str, backend: &str) -> Result<(PathBuf, Vec<(String, String)>)> {
     check_backend(backend)?;
@@ -252,7 +252,7 @@ pub(crate) fn build_release(bin: &str, backend: &str) -> Result<(PathBuf, Vec<(S
         "build",
         "--release",
         "-p",
-        "mtl-train",
+        "mtl",
         "--bin",
         bin,
         "--features",

@@ -1,34 +1,11 @@
-//! The `mtl` command line: sentence embeddings (`embed`, `similarity`), multi-task training
-//! (`train`) and evaluation (`eval`). The binary is `src/main.rs`; the commands live here so
-//! tests can call them.
+//! Multi-task training and evaluation as a library: [`train::train`] runs a training run
+//! described by a [`train::TrainConfig`] and reports its progress to a
+//! [`train::Observer`]; [`evaluate`] and [`metrics`] score a model on labelled data;
+//! [`model_source`] resolves a model name (a directory, a hub id or the default) to a
+//! directory. No command-line, terminal or plotting code lives here: the `mtl` binary (crate
+//! `mtl`) turns the observer's events into progress bars and the run's log into plots.
 
-pub mod backend;
-pub mod embed;
-pub mod embedding_output;
-pub mod encoder_args;
-pub mod eval;
 pub mod evaluate;
 pub mod metrics;
 pub mod model_source;
-pub mod predict;
-pub mod progress;
-pub mod similarity;
-pub mod text_input;
 pub mod train;
-
-/// Makes the binaries' allocator (mimalloc) keep freed memory instead of returning it to the
-/// system: training and inference free and reallocate the same large tensor buffers at every
-/// step, and memory returned to the system is zeroed by the kernel again on its next use
-/// (measured in docs/BENCHMARKS.md). Call first thing in `main`.
-pub fn keep_freed_memory() {
-    // `mi_option_purge_delay` (milliseconds before freed memory is returned; -1: never). The
-    // -sys crate names only the older options, so the index is the one of mimalloc v3's
-    // `mi_option_e`, checked against the option's documented default (1000 ms).
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: reading and setting a mimalloc option has no preconditions.
-    unsafe {
-        if libmimalloc_sys::mi_option_get(PURGE_DELAY) == 1000 {
-            libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
-        }
-    }
-}

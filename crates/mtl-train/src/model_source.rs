@@ -16,7 +16,8 @@
 //! renamed into `blobs/`: nothing is written outside the repository's cache directory, and
 //! nothing unverified is kept.
 
-use std::io::{IsTerminal, Read, Write};
+use std::cell::RefCell;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -97,11 +98,50 @@ impl ModelSource {
 
     /// The local directory holding the model, downloading or fetching it first if needed.
     pub fn resolve(&self) -> Result<PathBuf> {
+        self.resolve_with(&mut |_| {})
+    }
+
+    /// [`ModelSource::resolve`], reporting each hub download's progress to `progress` (for a
+    /// progress bar).
+    pub fn resolve_with(&self, progress: &mut dyn FnMut(Download<'_>)) -> Result<PathBuf> {
         match self {
             Self::Default => default_model(),
             Self::Local(dir) => Ok(dir.clone()),
-            Self::Hub { id, revision } => HubModel::new(id, revision).fetch(),
+            Self::Hub { id, revision } => HubModel::new(id, revision).fetch_with(progress),
         }
+    }
+}
+
+/// How far a file's download is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Download<'a> {
+    /// The file's name in the repository.
+    pub file: &'a str,
+    /// Bytes received so far.
+    pub bytes: u64,
+    /// The file's size, when the server said it.
+    pub total: Option<u64>,
+}
+
+/// A reader that reports the bytes read through it.
+struct Counted<'a, 'p, R> {
+    inner: R,
+    file: &'a str,
+    bytes: u64,
+    total: Option<u64>,
+    progress: &'a RefCell<&'p mut dyn FnMut(Download<'_>)>,
+}
+
+impl<R: Read> Read for Counted<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        (self.progress.borrow_mut())(Download {
+            file: self.file,
+            bytes: self.bytes,
+            total: self.total,
+        });
+        Ok(n)
     }
 }
 
@@ -279,7 +319,7 @@ fn is_commit_hash(s: &str) -> bool {
 /// The HTTP side of a download: the hub's own answers are read without following redirects
 /// (a large file's redirect carries its commit and etag), then the redirect is followed to
 /// the storage that serves the bytes, with the token only when it is the hub's own address.
-struct HubClient {
+struct HubClient<'p> {
     /// The hub's address, without a trailing `/`.
     endpoint: String,
     token: Option<String>,
@@ -288,14 +328,18 @@ struct HubClient {
     /// Follows redirects, from the hub to the storage of large files (ureq drops the token
     /// on a redirect).
     storage: ureq::Agent,
-    progress: bool,
+    progress: RefCell<&'p mut dyn FnMut(Download<'_>)>,
 }
 
 /// At most this many redirects inside the hub (a renamed repository) are followed.
 const MAX_HUB_REDIRECTS: usize = 5;
 
-impl HubClient {
-    fn new(endpoint: &str, token: Option<String>) -> Self {
+impl<'p> HubClient<'p> {
+    fn new(
+        endpoint: &str,
+        token: Option<String>,
+        progress: &'p mut dyn FnMut(Download<'_>),
+    ) -> Self {
         let user_agent = format!("mtl/{}", env!("CARGO_PKG_VERSION"));
         let agent = |redirects| {
             ureq::AgentBuilder::new()
@@ -309,7 +353,7 @@ impl HubClient {
             token,
             hub: agent(0),
             storage: agent(5),
-            progress: std::io::stderr().is_terminal(),
+            progress: RefCell::new(progress),
         }
     }
 
@@ -376,6 +420,11 @@ impl HubModel {
     /// model downloaded once works offline (as `hf_hub`'s `get` does for single files). With
     /// `HF_HUB_OFFLINE=1` nothing else is tried.
     pub fn fetch(&self) -> Result<PathBuf> {
+        self.fetch_with(&mut |_| {})
+    }
+
+    /// [`HubModel::fetch`], reporting each download's progress to `progress`.
+    pub fn fetch_with(&self, progress: &mut dyn FnMut(Download<'_>)) -> Result<PathBuf> {
         // Both become paths in the cache; `ModelSource::parse` checked them for the CLI.
         if !is_hub_id(&self.id) {
             bail!(
@@ -409,7 +458,7 @@ impl HubModel {
             .ok()
             .filter(|t| !t.is_empty())
             .or_else(|| cache.token());
-        let client = HubClient::new(&Self::endpoint(), token);
+        let client = HubClient::new(&Self::endpoint(), token, progress);
         eprintln!(
             "model {}@{}: downloading from {} into {}",
             self.id,
@@ -455,7 +504,7 @@ impl HubModel {
     /// not have it.
     fn fetch_optional(
         &self,
-        client: &HubClient,
+        client: &HubClient<'_>,
         cache: &Cache,
         name: &str,
     ) -> Result<Option<PathBuf>> {
@@ -475,7 +524,12 @@ impl HubModel {
     }
 
     /// Downloads the first of `names` that the repository has; an error if it has none.
-    fn fetch_required(&self, client: &HubClient, cache: &Cache, names: &[&str]) -> Result<PathBuf> {
+    fn fetch_required(
+        &self,
+        client: &HubClient<'_>,
+        cache: &Cache,
+        names: &[&str],
+    ) -> Result<PathBuf> {
         for name in names {
             if let Some(path) = self.fetch_optional(client, cache, name)? {
                 return Ok(path);
@@ -508,7 +562,7 @@ impl HubModel {
     /// they hash to the etag. `name` must be a plain relative path.
     fn download(
         &self,
-        client: &HubClient,
+        client: &HubClient<'_>,
         cache: &Cache,
         name: &str,
     ) -> Result<PathBuf, FileError> {
@@ -615,7 +669,7 @@ impl HubModel {
 /// and renames it to `blobs/HASH`, which it returns; on any failure the temporary file is
 /// removed.
 fn save_verified(
-    client: &HubClient,
+    client: &HubClient<'_>,
     response: ureq::Response,
     url: &str,
     name: &str,
@@ -631,21 +685,16 @@ fn save_verified(
     let length = response
         .header("Content-Length")
         .and_then(|n| n.parse::<u64>().ok());
-    let bar = match (client.progress, length) {
-        (true, Some(n)) => indicatif::ProgressBar::new(n).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} {bar:40} {bytes}/{total_bytes}, {bytes_per_sec}",
-            )
-            .expect("a valid template"),
-        ),
-        _ => indicatif::ProgressBar::hidden(),
+    let mut reader = Counted {
+        inner: response.into_reader(),
+        file: name,
+        bytes: 0,
+        total: length,
+        progress: &client.progress,
     };
-    bar.set_message(name.to_owned());
-    let mut reader = bar.wrap_read(response.into_reader());
     std::io::copy(&mut reader, part.as_file_mut())
         .and_then(|_| part.as_file_mut().flush())
         .with_context(|| format!("downloading {url}"))?;
-    bar.finish_and_clear();
     let found = hash.of_file(part.path())?;
     if found != hash.hex() {
         bail!(

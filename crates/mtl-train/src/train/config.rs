@@ -67,13 +67,28 @@ impl TaskSpec {
 }
 
 /// Whether each optimiser step sees one task's batch or one batch of every task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepMode {
     /// One task's batch per step, its weighted loss alone (tasks chosen by the sampler).
     Task,
     /// One batch of every task per step; the weighted losses are summed (round-robin plan).
     Joint,
+}
+
+impl std::str::FromStr for StepMode {
+    type Err = String;
+
+    /// Parses `task` or `joint`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "task" => Ok(Self::Task),
+            "joint" => Ok(Self::Joint),
+            _ => Err(format!(
+                "unknown step mode {text:?} (expected task or joint)"
+            )),
+        }
+    }
 }
 
 /// The most examples a run may plan over all its epochs with `steps:N` epochs (the plan holds
@@ -85,9 +100,12 @@ pub const MAX_PLANNED_EXAMPLES: usize = 20_000_000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// The pretrained encoder: `default` (all-MiniLM-L6-v2, fetched on first use) or a model
-    /// directory.
+    /// The pretrained encoder: `default` (all-MiniLM-L6-v2, fetched on first use), a model
+    /// directory, or a Hugging Face hub id (`owner/name`, downloaded into the hub cache).
     pub model: String,
+    /// The hub revision (branch, tag or commit) of a hub id in `model`. Default: `main`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// The run directory. Default: `runs/default`.
     pub output: PathBuf,
     /// Seed of the heads' initialisation, the batch order and dropout. Default: 42.
@@ -157,6 +175,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             model: "default".into(),
+            revision: None,
             output: PathBuf::from("runs/default"),
             seed: 42,
             tasks: vec![
@@ -272,7 +291,7 @@ impl TrainConfig {
             self.model = absolute(&self.model)?;
         }
         for task in &mut self.tasks {
-            if Path::new(&task.data).is_dir() {
+            if Path::new(&task.data).exists() {
                 task.data = absolute(&task.data)?;
             }
         }

@@ -9,24 +9,15 @@ use anyhow::{Context, Result, bail};
 use mtl_bert::BertTokenizer;
 use mtl_data::{DataFormat, Split, TaskData, TokenizedTask};
 
+use crate::model_source::ModelSource;
 use crate::train::config::TaskSpec;
 
-/// The pretrained model directory: `default` fetches all-MiniLM-L6-v2 into the cache on first
-/// use; anything else must be an existing directory.
-pub fn resolve_model(model: &str) -> Result<PathBuf> {
-    if model == "default" {
-        let cache = mtl_assets::cache_dir();
-        return mtl_assets::fetch_default_model(&cache)
-            .with_context(|| format!("fetching the default model into {}", cache.display()));
-    }
-    let dir = PathBuf::from(model);
-    if !dir.is_dir() {
-        bail!(
-            "model directory {} does not exist (use `default` for all-MiniLM-L6-v2, fetched on first use)",
-            dir.display()
-        );
-    }
-    Ok(dir)
+/// The pretrained model's directory: `default` (all-MiniLM-L6-v2, fetched into the cache on
+/// first use), a local directory, or a Hugging Face hub id at `revision` (downloaded into the
+/// hub cache), resolved as every `mtl` command resolves `--model` ([`ModelSource`]).
+pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<PathBuf> {
+    let model = (model != "default").then_some(model);
+    ModelSource::parse(model, revision)?.resolve()
 }
 
 /// The data task of a spec: its directory (a named data set is fetched and extracted on first

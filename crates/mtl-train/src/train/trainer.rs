@@ -10,7 +10,6 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use indicatif::{ProgressBar, ProgressStyle};
 use mtl_bert::checkpoint::{collect_tensors, write_safetensors};
 use mtl_data::rng::derive_seed;
 use mtl_data::{MultiTaskLoader, Split, TaskBatch};
@@ -24,10 +23,10 @@ use crate::train::cache::EmbeddingCache;
 use crate::train::checkpoint::{self, Best, TrainState};
 use crate::train::config::{StepMode, TrainConfig};
 use crate::train::data::{SplitData, resolve_model, resolve_task};
+use crate::train::observer::{Event, Observer, TaskInfo, TaskStats};
 use crate::train::optimizer::TrainOptimizer;
-use crate::train::plot::write_plots;
 use crate::train::run_dir::RunDir;
-use crate::train::runlog::{Record, RunLog, read_records};
+use crate::train::runlog::{Record, RunLog};
 
 /// What a finished run reports (also written to `summary.json`).
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +56,7 @@ pub struct Summary {
 /// A training run in progress.
 struct Run<'a> {
     config: &'a TrainConfig,
+    observer: &'a mut dyn Observer,
     dir: PathBuf,
     classifier: MultiTaskClassifier,
     device: Device,
@@ -93,14 +93,20 @@ pub enum Start {
     Resume,
 }
 
-/// Trains as `config` says on `device` (a plain device; autodiff is added here).
+/// Trains as `config` says on `device` (a plain device; autodiff is added here), reporting
+/// progress to `observer`.
 ///
 /// The model, the tasks and every split are read and checked first: bad data or a bad
 /// setting fails before anything is written. Then the run directory is locked (one process
 /// at a time), and written.
-pub fn train(config: &TrainConfig, device: &Device, start: Start) -> Result<Summary> {
+pub fn train(
+    config: &TrainConfig,
+    device: &Device,
+    start: Start,
+    observer: &mut dyn Observer,
+) -> Result<Summary> {
     config.validate()?;
-    let model_dir = resolve_model(&config.model)?;
+    let model_dir = resolve_model(&config.model, config.revision.as_deref())?;
     let tasks: Vec<mtl_data::TaskConfig> = config
         .tasks
         .iter()
@@ -152,29 +158,37 @@ pub fn train(config: &TrainConfig, device: &Device, start: Start) -> Result<Summ
     };
     let resume = resumed_state.is_some();
     if start == Start::Resume && !resume {
-        eprintln!(
+        observer.event(Event::Note(format!(
             "{} has no checkpoint yet: the run starts again from step 0",
             dir.display()
-        );
+        )));
     }
-
-    eprintln!("run directory: {}", dir.display());
-    for (task, data) in tasks.iter().zip(loader.tasks()) {
-        eprintln!(
-            "task {}: {} training examples, labels {}",
-            task.name,
-            data.len(),
-            task.labels.join(", ")
-        );
-    }
-    eprintln!("batches: {}", loader.config());
-    eprintln!(
-        "steps: {} epochs x {} = {total_steps} optimiser steps ({:?} mode, {} batch(es) per step)",
-        config.epochs,
-        steps_per_epoch.first().copied().unwrap_or(0),
-        config.step_mode,
-        config.grad_accumulation
-    );
+    observer.event(Event::Started {
+        run_dir: dir.clone(),
+        tasks: loader
+            .tasks()
+            .iter()
+            .map(|data| {
+                let mut counts = vec![0; data.labels().len()];
+                data.targets().iter().for_each(|&t| counts[t] += 1);
+                TaskInfo {
+                    name: data.name().to_owned(),
+                    examples: data.len(),
+                    label_counts: data.labels().iter().cloned().zip(counts).collect(),
+                }
+            })
+            .collect(),
+        batches: format!(
+            "{}; {} epochs x {} = {total_steps} optimiser steps ({:?} mode, {} batch(es) per step)",
+            loader.config(),
+            config.epochs,
+            steps_per_epoch.first().copied().unwrap_or(0),
+            config.step_mode,
+            config.grad_accumulation
+        ),
+        total_steps,
+        resumed_at: resumed_state.as_ref().map(|s| s.step),
+    });
     if !resume {
         write_plan(&dir, &loader, &train_ids, config)?;
         let heads = classifier
@@ -192,6 +206,7 @@ pub fn train(config: &TrainConfig, device: &Device, start: Start) -> Result<Summ
     let log_bytes = resumed_state.as_ref().map_or(0, |s| s.log_bytes);
     let mut run = Run {
         config,
+        observer,
         dir: dir.clone(),
         classifier,
         device: train_device,
@@ -216,9 +231,10 @@ pub fn train(config: &TrainConfig, device: &Device, start: Start) -> Result<Summ
     run.apply_freezing(0)?;
 
     if trainable_parameters(&run.classifier.model) == 0 {
-        eprintln!(
+        run.observer.event(Event::Note(
             "nothing trains: every parameter is frozen (--freeze all); evaluating the model as it is"
-        );
+                .into(),
+        ));
         let summary = run.finish(false, 0.0)?;
         drop(run_dir);
         return Ok(summary);
@@ -229,10 +245,12 @@ pub fn train(config: &TrainConfig, device: &Device, start: Start) -> Result<Summ
         let fresh = run.classifier.model.clone();
         let (model, optimizer) = checkpoint::load(&dir, fresh, make_optimizer)?;
         run.classifier.model = model;
-        eprintln!(
+        run.observer.event(Event::Note(format!(
             "resuming at step {} (epoch {}, batch {})",
-            state.step, state.epoch, state.batch_in_epoch
-        );
+            state.step,
+            state.epoch + 1,
+            state.batch_in_epoch
+        )));
         run.seconds_before = state.seconds;
         run.state = state;
         run.apply_freezing(run.state.epoch)?;
@@ -315,15 +333,16 @@ impl Run<'_> {
                     .unfreeze(&ModelPart::Embeddings, &config)?
                     .unfreeze(&ModelPart::Encoder, &config)?;
             }
-            eprintln!(
-                "epoch {epoch}: gradual unfreezing: top {} of {layers} encoder layers train{}",
+            self.observer.event(Event::Note(format!(
+                "epoch {}: gradual unfreezing: top {} of {layers} encoder layers train{}",
+                epoch + 1,
                 thawed.min(layers),
                 if thawed > layers {
                     ", and the embeddings"
                 } else {
                     ""
                 }
-            );
+            )));
         }
         for part in &self.frozen {
             model = model.freeze(part, &config)?;
@@ -345,29 +364,29 @@ impl Run<'_> {
         let started = Instant::now();
         let total: usize = self.loader.tasks().iter().map(|t| t.len()).sum::<usize>()
             + self.valid.tokens.iter().map(|t| t.len()).sum::<usize>();
-        eprintln!(
+        self.observer.event(Event::Note(format!(
             "the encoder is frozen: computing its embeddings once ({total} texts); only the heads train"
-        );
-        let bar = progress_bar(total as u64, "embedding");
+        )));
+        self.observer.event(Event::CacheStarted { texts: total });
         let batch = self.config.eval_batch_size;
         let model = &self.classifier.model;
+        let observer = &mut *self.observer;
         self.train_cache = Some(EmbeddingCache::compute(
             model,
             self.loader.tasks(),
             batch,
             &self.device,
-            |n| bar.inc(n as u64),
+            |texts| observer.event(Event::CacheProgress { texts }),
         )?);
         self.valid_cache = Some(EmbeddingCache::compute(
             model,
             &self.valid.tokens,
             batch,
             &self.plain,
-            |n| bar.inc(n as u64),
+            |texts| observer.event(Event::CacheProgress { texts }),
         )?);
-        bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
-        eprintln!("embeddings cached in {seconds:.1} s");
+        self.observer.event(Event::CacheFinished { seconds });
         Ok(seconds)
     }
 
@@ -386,17 +405,21 @@ impl Run<'_> {
                 .resume(epoch as u64, self.state.batch_in_epoch)?
                 .collect();
             let planned = batches.len() + self.state.batch_in_epoch;
-            let bar = progress_bar(
-                planned as u64,
-                &format!("epoch {}/{}", epoch + 1, self.config.epochs),
-            );
-            bar.set_position(self.state.batch_in_epoch as u64);
+            self.observer.event(Event::EpochStarted {
+                epoch,
+                epochs: self.config.epochs,
+                batches: planned,
+                done: self.state.batch_in_epoch,
+            });
             for chunk in batches.chunks(per_step) {
                 self.step(optimizer, chunk)?;
                 self.state.batch_in_epoch += chunk.len();
-                bar.inc(chunk.len() as u64);
-                bar.set_message(self.epoch_message());
                 let step = self.state.step;
+                self.observer.event(Event::Step {
+                    step,
+                    batches_done: self.state.batch_in_epoch,
+                    epoch_stats: self.epoch_stats(),
+                });
                 if step.is_multiple_of(self.config.log_every) {
                     self.write_train_records(optimizer)?;
                 }
@@ -406,7 +429,6 @@ impl Run<'_> {
                     && step.is_multiple_of(self.config.eval_every)
                     && self.evaluate_and_keep_best()?
                 {
-                    bar.finish_and_clear();
                     return Ok(true);
                 }
                 if !last
@@ -416,14 +438,12 @@ impl Run<'_> {
                     self.checkpoint(optimizer)?;
                 }
             }
-            bar.finish_and_clear();
             self.write_train_records(optimizer)?;
-            eprintln!(
-                "epoch {}/{}: {}",
-                epoch + 1,
-                self.config.epochs,
-                self.epoch_message()
-            );
+            self.observer.event(Event::EpochFinished {
+                epoch,
+                epochs: self.config.epochs,
+                stats: self.epoch_stats(),
+            });
             let stop = self.evaluate_and_keep_best()?;
             self.state.epoch = epoch + 1;
             self.state.batch_in_epoch = 0;
@@ -518,20 +538,19 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn epoch_message(&self) -> String {
+    /// Each task's loss and accuracy so far this epoch (tasks with a batch).
+    fn epoch_stats(&self) -> Vec<TaskStats> {
         self.task_names()
-            .iter()
+            .into_iter()
             .zip(&self.epoch_stats)
             .filter(|(_, s)| s.2 > 0)
-            .map(|(name, s)| {
-                format!(
-                    "{name} loss {:.3} acc {:.3}",
-                    s.0 / s.2 as f64,
-                    s.1 as f64 / s.2 as f64
-                )
+            .map(|(task, s)| TaskStats {
+                task,
+                loss: s.0 / s.2 as f64,
+                accuracy: s.1 as f64 / s.2 as f64,
+                examples: s.2,
             })
-            .collect::<Vec<_>>()
-            .join(" | ")
+            .collect()
     }
 
     fn write_train_records(&mut self, optimizer: &TrainOptimizer) -> Result<()> {
@@ -608,17 +627,7 @@ impl Run<'_> {
         let metrics = self.evaluate_split(Split::Valid)?;
         self.log_eval(Split::Valid, &metrics)?;
         let score = metrics.iter().map(|m| m.macro_f1).sum::<f64>() / metrics.len() as f64;
-        let line: Vec<String> = metrics
-            .iter()
-            .map(|m| format!("{} acc {:.4} F1 {:.4}", m.task, m.accuracy, m.macro_f1))
-            .collect();
         let improved = self.state.best.is_none_or(|b| score > b.score);
-        eprintln!(
-            "step {}: valid {} | mean F1 {score:.4}{}",
-            self.state.step,
-            line.join(", "),
-            if improved { " (best so far)" } else { "" }
-        );
         if improved {
             self.state.best = Some(Best {
                 score,
@@ -626,7 +635,7 @@ impl Run<'_> {
                 epoch: self.state.epoch,
             });
             self.state.evals_since_best = 0;
-            self.state.best_valid = metrics;
+            self.state.best_valid = metrics.clone();
             checkpoint::ensure_finite(&self.classifier.model)?;
             self.classifier
                 .save(self.dir.join("best"))
@@ -634,15 +643,21 @@ impl Run<'_> {
         } else {
             self.state.evals_since_best += 1;
         }
+        self.observer.event(Event::Evaluated {
+            step: self.state.step,
+            split: Split::Valid,
+            metrics,
+            best: improved,
+        });
         let stop = self
             .config
             .patience
             .is_some_and(|p| self.state.evals_since_best >= p);
         if stop {
-            eprintln!(
+            self.observer.event(Event::Note(format!(
                 "early stopping: {} evaluations without a better mean macro-F1",
                 self.state.evals_since_best
-            );
+            )));
         }
         Ok(stop)
     }
@@ -651,11 +666,15 @@ impl Run<'_> {
         self.log.sync()?;
         self.state.log_bytes = self.log.len()?;
         self.state.seconds = self.seconds();
-        checkpoint::save(&self.dir, &self.classifier.model, optimizer, &self.state)
+        checkpoint::save(&self.dir, &self.classifier.model, optimizer, &self.state)?;
+        self.observer.event(Event::Checkpoint {
+            step: self.state.step,
+        });
+        Ok(())
     }
 
-    /// Plots, final evaluation of the best model (or the current one) on both splits,
-    /// `summary.json` and a summary table.
+    /// Final evaluation of the best model (or the current one) on both splits, and
+    /// `summary.json`.
     fn finish(mut self, stopped_early: bool, cache_seconds: f64) -> Result<Summary> {
         let trained = self.state.step > 0;
         let train_seconds = self.seconds();
@@ -669,10 +688,6 @@ impl Run<'_> {
         let valid = self.evaluate_split(Split::Valid)?;
         let test = self.evaluate_split(Split::Test)?;
         self.log_eval(Split::Test, &test)?;
-        write_plots(
-            &read_records(&self.dir.join("metrics.jsonl"))?,
-            &self.dir.join("plots"),
-        )?;
         let summary = Summary {
             run_dir: self.dir.clone(),
             trained,
@@ -688,52 +703,6 @@ impl Run<'_> {
         let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
         mtl_fs::write_file(&self.dir.join("summary.json"), json.as_bytes())
             .with_context(|| format!("writing {}", self.dir.join("summary.json").display()))?;
-        eprintln!("{}", summary_table(&summary));
         Ok(summary)
     }
-}
-
-fn progress_bar(length: u64, prefix: &str) -> ProgressBar {
-    let bar = ProgressBar::new(length);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta} {msg}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(prefix.to_owned());
-    bar
-}
-
-/// The end-of-run table: validation and test accuracy and macro-F1 per task.
-pub fn summary_table(summary: &Summary) -> String {
-    let mut out = format!(
-        "\n{:<14} {:>10} {:>10} {:>10} {:>10}\n",
-        "task", "valid acc", "valid F1", "test acc", "test F1"
-    );
-    for (valid, test) in summary.valid.iter().zip(&summary.test) {
-        out += &format!(
-            "{:<14} {:>10.4} {:>10.4} {:>10.4} {:>10.4}\n",
-            valid.task, valid.accuracy, valid.macro_f1, test.accuracy, test.macro_f1
-        );
-    }
-    let best = summary.best.map_or("no evaluation".into(), |b| {
-        format!("step {} (epoch {})", b.step, b.epoch + 1)
-    });
-    out += &format!(
-        "{} optimiser steps in {:.0} s{}; best model: {best}; results in {}",
-        summary.steps,
-        summary.train_seconds,
-        if summary.cached_embeddings {
-            format!(
-                " (+{:.0} s caching frozen-encoder embeddings)",
-                summary.cache_seconds
-            )
-        } else {
-            String::new()
-        },
-        summary.run_dir.display()
-    );
-    out
 }

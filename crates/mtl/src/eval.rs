@@ -10,10 +10,10 @@ use mtl_model::MultiTaskClassifier;
 use serde::Serialize;
 
 use crate::backend::BackendArgs;
-use crate::evaluate::evaluate;
-use crate::metrics::TaskMetrics;
-use crate::train::config::{TaskSpec, TrainConfig};
-use crate::train::data::resolve_task;
+use mtl_train::evaluate::evaluate;
+use mtl_train::metrics::TaskMetrics;
+use mtl_train::train::config::{TaskSpec, TrainConfig};
+use mtl_train::train::data::resolve_task;
 
 /// Evaluate a saved model: per task loss, accuracy, macro-F1, per-class precision / recall /
 /// F1 and the confusion matrix.

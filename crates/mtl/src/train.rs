@@ -1,4 +1,5 @@
-//! `mtl train`'s command line: a config file and flags that override it.
+//! `mtl train`: a config file and flags that override it; progress on standard error, plots
+//! of the run's log.
 
 use std::path::PathBuf;
 
@@ -7,9 +8,13 @@ use clap::Args;
 use mtl_bert::Pooling;
 use mtl_model::HeadKind;
 
+use mtl_train::train::config::{StepMode, TaskSpec, TrainConfig};
+use mtl_train::train::runlog::read_records;
+use mtl_train::train::{Start, Summary, train};
+
 use crate::backend::BackendArgs;
-use crate::train::config::{StepMode, TaskSpec, TrainConfig};
-use crate::train::trainer::{Start, Summary, train};
+use crate::plot::write_plots;
+use crate::progress::{TrainProgress, summary_table};
 
 /// Train a multi-task model: one shared encoder, one head per task.
 ///
@@ -36,9 +41,13 @@ pub struct TrainArgs {
     /// directory or one of its ancestors).
     #[arg(long)]
     pub overwrite: bool,
-    /// Pretrained encoder: `default` (all-MiniLM-L6-v2) or a model directory.
+    /// Pretrained encoder: `default` (all-MiniLM-L6-v2, fetched on first use), a model
+    /// directory, or a Hugging Face hub id (owner/name, downloaded into the hub cache).
     #[arg(long)]
     pub model: Option<String>,
+    /// Hub revision (branch, tag or commit) of a hub id in --model. Default: main.
+    #[arg(long)]
+    pub revision: Option<String>,
     /// A task as NAME=DATA, DATA a data set name (bbc, tweets, polarity, amazon) or a
     /// directory with train/valid/test .jsonl files; repeat for several tasks (replaces the
     /// configured tasks).
@@ -90,7 +99,7 @@ pub struct TrainArgs {
     pub grad_accumulation: Option<usize>,
     /// task: one task's batch per step; joint: one batch of every task, losses summed.
     /// Default: task.
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "task|joint")]
     pub step_mode: Option<StepMode>,
     /// Dropout before the heads. Default: 0.1.
     #[arg(long)]
@@ -170,6 +179,9 @@ impl TrainArgs {
             bucket_window,
             seed
         );
+        if self.revision.is_some() {
+            config.revision = self.revision.clone();
+        }
         if self.no_embedding_cache {
             config.cache_frozen_embeddings = false;
         }
@@ -222,6 +234,7 @@ impl TrainArgs {
     fn has_settings(&self) -> bool {
         let options = [
             self.model.is_some(),
+            self.revision.is_some(),
             self.head.is_some(),
             self.epochs.is_some(),
             self.epoch.is_some(),
@@ -288,16 +301,30 @@ pub fn run(args: &TrainArgs) -> Result<Summary> {
                 *saved = lr;
             }
         }
-        return train(&config, &device, Start::Resume);
+        return run_and_report(&config, &device, Start::Resume);
     }
     let mut config = args.config()?;
     config.absolutize_paths()?;
     let device = args.backend.device()?;
-    train(
-        &config,
-        &device,
-        Start::New {
-            overwrite: args.overwrite,
-        },
-    )
+    let start = Start::New {
+        overwrite: args.overwrite,
+    };
+    run_and_report(&config, &device, start)
+}
+
+/// Trains with progress bars on standard error, then draws the run's plots and prints the
+/// summary table.
+fn run_and_report(
+    config: &TrainConfig,
+    device: &burn::prelude::Device,
+    start: Start,
+) -> Result<Summary> {
+    let summary = train(config, device, start, &mut TrainProgress::new())?;
+    let dir = &summary.run_dir;
+    write_plots(
+        &read_records(&dir.join("metrics.jsonl"))?,
+        &dir.join("plots"),
+    )?;
+    eprintln!("{}", summary_table(&summary));
+    Ok(summary)
 }

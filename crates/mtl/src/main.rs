@@ -18,17 +18,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Embed(mtl_train::embed::EmbedArgs),
-    Similarity(mtl_train::similarity::SimilarityArgs),
-    Train(Box<mtl_train::train::args::TrainArgs>),
-    Eval(mtl_train::eval::EvalArgs),
-    Predict(mtl_train::predict::PredictArgs),
+    Embed(mtl::embed::EmbedArgs),
+    Similarity(mtl::similarity::SimilarityArgs),
+    Train(Box<mtl::train::TrainArgs>),
+    Eval(mtl::eval::EvalArgs),
+    Predict(mtl::predict::PredictArgs),
 }
 
 /// Runs the command; an error prints as `error: what failed: why` (its whole chain of
 /// causes on one line) and exits with status 1.
 fn main() -> ExitCode {
-    mtl_train::keep_freed_memory();
+    mtl::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -40,10 +40,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Embed(args) => mtl_train::embed::run(&args),
-        Command::Similarity(args) => mtl_train::similarity::run(&args),
-        Command::Train(args) => mtl_train::train::args::run(&args).map(drop),
-        Command::Eval(args) => mtl_train::eval::run(&args).map(drop),
-        Command::Predict(args) => mtl_train::predict::run(&args),
+        Command::Embed(args) => mtl::embed::run(&args),
+        Command::Similarity(args) => mtl::similarity::run(&args),
+        Command::Train(args) => mtl::train::run(&args).map(drop),
+        Command::Eval(args) => mtl::eval::run(&args).map(drop),
+        Command::Predict(args) => mtl::predict::run(&args),
     }
 }

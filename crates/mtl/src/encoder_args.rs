@@ -9,7 +9,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use mtl_bert::{EncodeOptions, Pooling, SentenceEncoder};
 
 use crate::backend::BackendArgs;
-use crate::model_source::ModelSource;
+use mtl_train::model_source::ModelSource;
 
 /// Which model embeds the texts, and how.
 #[derive(Debug, Clone, Args)]
@@ -62,7 +62,7 @@ impl EncoderArgs {
     pub fn load(&self) -> Result<SentenceEncoder> {
         let source = self.source()?;
         let device = self.backend.device()?;
-        let dir = source.resolve()?;
+        let dir = source.resolve_with(&mut crate::progress::download_bar())?;
         let encoder = SentenceEncoder::load(&dir, &device).with_context(|| {
             format!(
                 "loading the model in {}; a model directory needs config.json, \

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-use crate::train::runlog::Record;
+use mtl_train::train::runlog::Record;
 
 /// `(step, value)` series by label.
 type Series = BTreeMap<String, Vec<(f64, f64)>>;

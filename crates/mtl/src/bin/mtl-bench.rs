@@ -10,9 +10,9 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use clap::{Parser, ValueEnum};
+use mtl::backend::BackendArgs;
 use mtl_bert::{EncodeOptions, SentenceEncoder};
 use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, TaskConfig};
-use mtl_train::backend::BackendArgs;
 use mtl_train::train::cache::EmbeddingCache;
 use mtl_train::train::config::TrainConfig;
 use mtl_train::train::optimizer::TrainOptimizer;
@@ -58,7 +58,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    mtl_train::keep_freed_memory();
+    mtl::keep_freed_memory();
     let args = Args::parse();
     let device = args.backend.device()?;
     let text = std::fs::read_to_string(&args.corpus)
