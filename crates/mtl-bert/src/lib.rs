@@ -42,3 +42,4 @@ pub use model_dir::{ModelDir, SentenceDefaults};
 pub use pooling::Pooling;
 pub use sentence_encoder::{Embeddings, EncodeOptions, SentenceEncoder};
 pub use tokenizer::{BertTokenizer, TokenBatch};
+pub use tokenizers::Encoding;

@@ -1,11 +1,13 @@
-//! One task's split read from a JSONL or CSV file: texts with label indices.
+//! One task's split read from a JSONL, CSV or TSV file: texts (or text pairs) with label
+//! indices.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::config::{DataFormat, Split, TaskConfig};
+use crate::config::{DataFormat, Split, TaskConfig, label_problem};
 use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
 
 /// A labelled text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,8 @@ pub struct Example {
     pub id: String,
     /// The text, exactly as in the file.
     pub text: String,
+    /// The second text of a sentence-pair task.
+    pub text_pair: Option<String>,
     /// The label's index in the task's label list.
     pub label: usize,
 }
@@ -32,33 +36,109 @@ pub struct TaskData {
 }
 
 impl TaskData {
-    /// Reads one split of a task: [`TaskConfig::split_path`].
-    pub fn load(config: &TaskConfig, split: Split) -> Result<Self> {
-        Self::from_file(config, &config.split_path(split))
+    /// Reads one split of a task ([`TaskConfig::split_path`]); `None` when the task has no
+    /// file for it.
+    pub fn load(config: &TaskConfig, split: Split) -> Result<Option<Self>> {
+        config
+            .split_path(split)?
+            .map(|path| Self::from_file(config, &path))
+            .transpose()
     }
 
-    /// Reads `path` in the config's format, with its field names and labels.
+    /// Reads `path` in its format ([`TaskConfig::format_of`]), with the config's fields and
+    /// labels.
     ///
     /// Errors name the file and line: a line that is not valid UTF-8, a line that is not a JSON
-    /// object (or a broken CSV record), a missing field, a label not in the config, a file
-    /// with no example.
+    /// object (or a broken CSV record, or an unterminated quote), a missing field, an empty
+    /// label or one with whitespace around it, a label not in the config, a file with no
+    /// example.
     pub fn from_file(config: &TaskConfig, path: &Path) -> Result<Self> {
         config.validate()?;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let examples = match config.format {
-            DataFormat::Jsonl => read_jsonl(config, path, &bytes)?,
-            DataFormat::Csv => read_csv(config, path, &bytes)?,
-        };
-        if examples.is_empty() {
-            return Err(Error::Empty {
-                path: path.to_path_buf(),
-            });
-        }
+        let examples = read_records(config, path)?
+            .into_iter()
+            .map(|record| {
+                let label =
+                    config
+                        .label_index(&record.label)
+                        .ok_or_else(|| Error::UnknownLabel {
+                            path: path.to_path_buf(),
+                            line: record.line,
+                            label: record.label.clone(),
+                            known: config.labels.clone(),
+                        })?;
+                Ok(Example {
+                    id: record.id,
+                    text: record.text,
+                    text_pair: record.text_pair,
+                    label,
+                })
+            })
+            .collect::<Result<_>>()?;
         Ok(Self {
             name: config.name.clone(),
             labels: config.labels.clone(),
             path: path.to_path_buf(),
             examples,
+        })
+    }
+
+    /// The distinct labels of the file at `path`, sorted (as strings), each with its count:
+    /// the label set of a task whose labels are not given. The config's own labels are not
+    /// used; its fields and format are.
+    pub fn labels_in(config: &TaskConfig, path: &Path) -> Result<Vec<(String, usize)>> {
+        let mut counts = std::collections::BTreeMap::new();
+        for record in read_records(config, path)? {
+            *counts.entry(record.label).or_insert(0) += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    /// Moves a seeded, stratified `share` of the examples (at least one, and at least one of
+    /// each label that has two or more) into a new split, e.g. a validation split held out of
+    /// the training data; both keep file order. The same data and seed always hold out the
+    /// same examples.
+    ///
+    /// # Errors
+    /// Fewer than two examples, or `share` outside (0, 1).
+    pub fn hold_out(&mut self, share: f64, seed: u64) -> Result<TaskData> {
+        if !(share > 0.0 && share < 1.0) || self.examples.len() < 2 {
+            return Err(Error::Config {
+                task: self.name.clone(),
+                message: format!(
+                    "{}: cannot hold out {share} of {} example(s) for validation; give a \
+                     validation file",
+                    self.path.display(),
+                    self.examples.len()
+                ),
+            });
+        }
+        let mut held = vec![false; self.examples.len()];
+        let mut rng = SplitMix64::new(seed);
+        for label in 0..self.labels.len() {
+            let mut members: Vec<usize> = (0..self.examples.len())
+                .filter(|&i| self.examples[i].label == label)
+                .collect();
+            if members.len() < 2 {
+                continue;
+            }
+            rng.shuffle(&mut members);
+            let take =
+                ((members.len() as f64 * share).round() as usize).clamp(1, members.len() - 1);
+            members[..take].iter().for_each(|&i| held[i] = true);
+        }
+        if !held.contains(&true) {
+            held[rng.below(self.examples.len() as u64) as usize] = true;
+        }
+        let (kept, out): (Vec<_>, Vec<_>) = std::mem::take(&mut self.examples)
+            .into_iter()
+            .zip(held)
+            .partition(|(_, held)| !held);
+        self.examples = kept.into_iter().map(|(e, _)| e).collect();
+        Ok(TaskData {
+            name: self.name.clone(),
+            labels: self.labels.clone(),
+            path: self.path.clone(),
+            examples: out.into_iter().map(|(e, _)| e).collect(),
         })
     }
 
@@ -82,19 +162,44 @@ impl TaskData {
     }
 }
 
-/// Resolves a label name to its index, or the error naming the known labels.
-fn label_index(config: &TaskConfig, path: &Path, line: usize, label: &str) -> Result<usize> {
-    config
-        .label_index(label)
-        .ok_or_else(|| Error::UnknownLabel {
-            path: path.to_path_buf(),
-            line,
-            label: label.to_owned(),
-            known: config.labels.clone(),
-        })
+/// An example as read, its label still a string.
+struct Record {
+    line: usize,
+    id: String,
+    text: String,
+    text_pair: Option<String>,
+    label: String,
 }
 
-fn read_jsonl(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Example>> {
+/// Reads every record of `path` in its format; checks each label's shape and that there is
+/// at least one record.
+fn read_records(config: &TaskConfig, path: &Path) -> Result<Vec<Record>> {
+    let format = config.format_of(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let records = match format {
+        DataFormat::Jsonl => read_jsonl(config, path, &bytes)?,
+        DataFormat::Csv | DataFormat::Tsv => {
+            read_csv(config, path, &bytes, config.delimiter_of(format))?
+        }
+    };
+    if records.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    for record in &records {
+        if let Some(problem) = label_problem(&record.label) {
+            return Err(Error::Malformed {
+                path: path.to_path_buf(),
+                line: record.line,
+                message: format!("the label {:?} {problem}", record.label),
+            });
+        }
+    }
+    Ok(records)
+}
+
+fn read_jsonl(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Record>> {
     let mut examples = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
@@ -129,22 +234,29 @@ fn read_jsonl(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Exam
                 ))),
             }
         };
-        let label = field(&config.label_field)?;
-        examples.push(Example {
+        examples.push(Record {
+            line,
             id: match &config.id_field {
                 Some(id) => field(id)?,
                 None => format!("line-{line}"),
             },
             text: field(&config.text_field)?,
-            label: label_index(config, path, line, &label)?,
+            text_pair: config.text_pair_field.as_deref().map(field).transpose()?,
+            label: field(&config.label_field)?,
         });
     }
     Ok(examples)
 }
 
-fn read_csv(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Example>> {
+fn read_csv(
+    config: &TaskConfig,
+    path: &Path,
+    bytes: &[u8],
+    delimiter: char,
+) -> Result<Vec<Record>> {
+    check_quotes_closed(path, bytes, delimiter as u8)?;
     let mut reader = csv::ReaderBuilder::new()
-        .delimiter(config.delimiter as u8)
+        .delimiter(delimiter as u8)
         .has_headers(true)
         .from_reader(bytes);
     let lines = std::cell::RefCell::new(LineCounter::new(bytes));
@@ -179,6 +291,7 @@ fn read_csv(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Exampl
     let text_column = column(&config.text_field)?;
     let label_column = column(&config.label_field)?;
     let id_column = config.id_field.as_deref().map(column).transpose()?;
+    let pair_column = config.text_pair_field.as_deref().map(column).transpose()?;
     let mut examples = Vec::new();
     let mut record = csv::ByteRecord::new();
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
@@ -192,17 +305,50 @@ fn read_csv(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Exampl
                 line,
             })
         };
-        let label = field(label_column)?;
-        examples.push(Example {
+        examples.push(Record {
+            line,
             id: match id_column {
                 Some(c) => field(c)?,
                 None => format!("line-{line}"),
             },
             text: field(text_column)?,
-            label: label_index(config, path, line, &label)?,
+            text_pair: pair_column.map(field).transpose()?,
+            label: field(label_column)?,
         });
     }
     Ok(examples)
+}
+
+/// Fails, naming the line the quote opens on, when a quoted field is still open at the end of
+/// the file: the `csv` crate would take the rest of the file as that one field, silently.
+///
+/// Walks fields as RFC 4180 reads them: a field that starts with `"` is quoted until a `"`
+/// not followed by another `"`; a quote elsewhere in a field is an ordinary character.
+fn check_quotes_closed(path: &Path, bytes: &[u8], delimiter: u8) -> Result<()> {
+    let (mut line, mut field_start, mut quoted_since) = (1, true, None);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quoted_since {
+            Some(_) if b == b'"' && bytes.get(i + 1) == Some(&b'"') => i += 1,
+            Some(_) if b == b'"' => quoted_since = None,
+            None if b == b'"' && field_start => quoted_since = Some(line),
+            _ => {}
+        }
+        if b == b'\n' {
+            line += 1;
+        }
+        field_start = quoted_since.is_none() && (b == delimiter || b == b'\n' || b == b'\r');
+        i += 1;
+    }
+    match quoted_since {
+        Some(opened) => Err(Error::Malformed {
+            path: path.to_path_buf(),
+            line: opened,
+            message: "a quoted field is never closed (a \" without its closing \")".into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Line numbers (1-based, counted by `\n`) of byte offsets met in increasing order.
@@ -248,16 +394,16 @@ mod tests {
 
     fn task(format: DataFormat) -> TaskConfig {
         TaskConfig {
-            format,
+            format: Some(format),
+            id_field: Some("id".into()),
             ..TaskConfig::new("sentiment", "unused", ["negative", "positive"])
         }
     }
 
     fn load(config: &TaskConfig, content: &[u8]) -> (tempfile::TempDir, Result<TaskData>) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir
-            .path()
-            .join(format!("train.{}", config.format.extension()));
+        let extension = config.format.unwrap_or_default().extension();
+        let path = dir.path().join(format!("train.{extension}"));
         std::fs::write(&path, content).unwrap();
         let data = TaskData::from_file(config, &path);
         (dir, data)
@@ -279,11 +425,13 @@ mod tests {
                 Example {
                     id: "a".into(),
                     text: "Good.".into(),
+                    text_pair: None,
                     label: 1
                 },
                 Example {
                     id: "7".into(),
                     text: "Bad \n".into(),
+                    text_pair: None,
                     label: 0
                 },
             ]
@@ -387,11 +535,114 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_file_is_an_io_error_naming_it() {
+    fn a_missing_training_file_is_an_error_naming_it() {
         let config = task(DataFormat::Jsonl);
-        let err = TaskData::load(&config, Split::Valid)
+        let err = TaskData::load(&config, Split::Train)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("unused/valid.jsonl"), "{err}");
+        assert!(err.contains("unused: no such file or directory"), "{err}");
+        assert_eq!(TaskData::load(&config, Split::Valid).unwrap(), None);
+    }
+
+    #[test]
+    fn reads_tsv_pairs_and_counts_labels() {
+        let config = TaskConfig {
+            text_field: "premise".into(),
+            text_pair_field: Some("hypothesis".into()),
+            id_field: None,
+            ..task(DataFormat::Tsv)
+        };
+        let content = b"label\tpremise\thypothesis\npositive\tA cat.\tAn animal.\nnegative\t\"x, \"\"y\"\"\"\tz\npositive\ta\tb\n";
+        let (dir, data) = load(&config, content);
+        let data = data.unwrap();
+        assert_eq!(data.examples[0].text_pair.as_deref(), Some("An animal."));
+        assert_eq!(data.examples[1].text, "x, \"y\"");
+        assert_eq!(data.examples[1].id, "line-3");
+        let counts = TaskData::labels_in(&config, &dir.path().join("train.tsv")).unwrap();
+        assert_eq!(counts, [("negative".into(), 1), ("positive".into(), 2)]);
+    }
+
+    #[test]
+    fn bad_labels_and_open_quotes_name_file_and_line() {
+        let config = task(DataFormat::Csv);
+        let err = error(&config, b"id,text,label\n1,t,positive\n2,t,positive \n");
+        assert!(
+            err.contains(
+                "train.csv:3: malformed line: the label \"positive \" has whitespace around it"
+            ),
+            "{err}"
+        );
+        let err = error(&config, b"id,text,label\n1,t,\n");
+        assert!(
+            err.contains("train.csv:2: malformed line: the label \"\" is empty"),
+            "{err}"
+        );
+        let err = error(
+            &config,
+            b"id,text,label\n1,t,positive\n2,\"open,negative\n3,t,positive\n",
+        );
+        assert!(
+            err.contains("train.csv:3: malformed line: a quoted field is never closed"),
+            "{err}"
+        );
+        // Quotes inside an unquoted field, and escaped quotes, are fine.
+        let (_dir, data) = load(
+            &config,
+            b"id,text,label\n1,5\" screen,positive\n2,\"a \"\"b\"\"\",negative\n",
+        );
+        assert_eq!(data.unwrap().examples[1].text, "a \"b\"");
+        let jsonl = task(DataFormat::Jsonl);
+        let err = error(
+            &jsonl,
+            b"{\"id\": 1, \"text\": \"t\", \"label\": \" negative\"}\n",
+        );
+        assert!(
+            err.contains("train.jsonl:1: malformed line: the label"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn held_out_examples_are_stratified_seeded_and_in_file_order() {
+        let labels = ["a", "b", "c"];
+        let examples: Vec<Example> = (0..40)
+            .map(|i| Example {
+                id: format!("{i}"),
+                text: format!("text {i}"),
+                text_pair: None,
+                label: if i < 30 {
+                    0
+                } else if i < 39 {
+                    1
+                } else {
+                    2
+                },
+            })
+            .collect();
+        let data = TaskData {
+            name: "t".into(),
+            labels: labels.map(String::from).to_vec(),
+            path: "train.csv".into(),
+            examples,
+        };
+        let mut train = data.clone();
+        let valid = train.hold_out(0.1, 7).unwrap();
+        assert_eq!(valid.label_counts(), [3, 1, 0]);
+        assert_eq!(train.label_counts(), [27, 8, 1]);
+        assert!(
+            valid
+                .examples
+                .windows(2)
+                .all(|w| w[0].id.parse::<u32>().unwrap() < w[1].id.parse().unwrap())
+        );
+        let mut again = data.clone();
+        assert_eq!(again.hold_out(0.1, 7).unwrap(), valid);
+        let mut other = data.clone();
+        assert_ne!(other.hold_out(0.1, 8).unwrap(), valid);
+        let mut one = TaskData {
+            examples: data.examples[..1].to_vec(),
+            ..data
+        };
+        assert!(one.hold_out(0.1, 7).is_err());
     }
 }

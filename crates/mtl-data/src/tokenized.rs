@@ -4,7 +4,7 @@ use mtl_bert::burn::prelude::*;
 use mtl_bert::{BertTokenizer, TokenBatch};
 
 use crate::config::{Split, TaskConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::task_data::TaskData;
 
 /// Texts are tokenized in chunks of this many, to bound the memory of the tokenizer's full
@@ -54,8 +54,17 @@ impl TokenizedTask {
         let mut ids = Vec::with_capacity(data.len());
         let mut type_ids = Vec::with_capacity(data.len());
         for chunk in data.examples.chunks(ENCODE_CHUNK) {
-            let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
-            for encoding in tokenizer.encode(&texts)? {
+            let encodings = if chunk.iter().any(|e| e.text_pair.is_some()) {
+                let pairs: Vec<(&str, &str)> = chunk
+                    .iter()
+                    .map(|e| (e.text.as_str(), e.text_pair.as_deref().unwrap_or_default()))
+                    .collect();
+                tokenizer.encode_pairs(&pairs)?
+            } else {
+                let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
+                tokenizer.encode(&texts)?
+            };
+            for encoding in encodings {
                 ids.push(encoding.get_ids().to_vec());
                 type_ids.push(encoding.get_type_ids().to_vec());
             }
@@ -71,9 +80,16 @@ impl TokenizedTask {
         })
     }
 
-    /// Reads one split of a task ([`TaskData::load`]) and tokenizes it.
+    /// Reads one split of a task ([`TaskData::load`]) and tokenizes it; a task without a file
+    /// for `split` is an error.
     pub fn load(config: &TaskConfig, split: Split, tokenizer: &BertTokenizer) -> Result<Self> {
-        Self::new(&TaskData::load(config, split)?, tokenizer)
+        match TaskData::load(config, split)? {
+            Some(data) => Self::new(&data, tokenizer),
+            None => Err(Error::Config {
+                task: config.name.clone(),
+                message: format!("{} has no {split} file", config.path.display()),
+            }),
+        }
     }
 
     /// The task's name.
@@ -193,6 +209,7 @@ pub(crate) mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, t)| Example {
+                    text_pair: None,
                     id: i.to_string(),
                     text: (*t).into(),
                     label: i % 2,

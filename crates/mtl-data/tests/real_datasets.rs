@@ -39,7 +39,10 @@ fn task(name: &str, manifest: &serde_json::Value) -> TaskConfig {
         .as_array()
         .unwrap_or_else(|| panic!("datasets/manifest.json lists no labels for {name}"));
     let labels = labels.iter().map(|l| l.as_str().unwrap().to_owned());
-    TaskConfig::new(name, dir, labels)
+    TaskConfig {
+        id_field: Some("id".into()),
+        ..TaskConfig::new(name, dir, labels)
+    }
 }
 
 fn manifest() -> serde_json::Value {
@@ -55,7 +58,9 @@ fn bbc_and_tweets_load_with_the_manifest_counts() {
         let mut ids = HashSet::new();
         let mut texts = HashSet::new();
         for split in Split::ALL {
-            let data = TaskData::load(&config, split).unwrap();
+            let data = TaskData::load(&config, split)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{name} has no {split} file"));
             let counts = &manifest["datasets"][name]["counts"]["splits"][split.name()];
             let expected: Vec<usize> = config
                 .labels

@@ -167,19 +167,39 @@ impl MultiTaskClassifier {
         task: Option<&str>,
         batch_size: usize,
     ) -> Result<Vec<Vec<Prediction>>> {
+        self.predict_encoded(self.tokenizer.encode(texts)?, task, batch_size)
+    }
+
+    /// [`MultiTaskClassifier::predict`] for text pairs, encoded as BERT pairs
+    /// (`[CLS] a [SEP] b [SEP]`, segment ids 0 then 1): for tasks trained on sentence pairs
+    /// (paraphrase, entailment).
+    pub fn predict_pairs<A: AsRef<str>, B: AsRef<str>>(
+        &self,
+        pairs: &[(A, B)],
+        task: Option<&str>,
+        batch_size: usize,
+    ) -> Result<Vec<Vec<Prediction>>> {
+        self.predict_encoded(self.tokenizer.encode_pairs(pairs)?, task, batch_size)
+    }
+
+    fn predict_encoded(
+        &self,
+        encodings: Vec<mtl_bert::Encoding>,
+        task: Option<&str>,
+        batch_size: usize,
+    ) -> Result<Vec<Vec<Prediction>>> {
         let tasks: Vec<usize> = match task {
             Some(name) => vec![self.task_index(name)?],
             None => (0..self.config.tasks.len()).collect(),
         };
         let model = self.model.valid();
         let device = self.device().without_autodiff();
-        let encodings = self.tokenizer.encode(texts)?;
         BertTokenizer::check_ids(
             &encodings,
             self.bert_config.vocab_size,
             self.bert_config.type_vocab_size,
         )?;
-        let mut predictions = vec![Vec::new(); texts.len()];
+        let mut predictions = vec![Vec::new(); encodings.len()];
         for batch in self.tokenizer.length_sorted_batches(encodings, batch_size) {
             let (positions, batch) = batch?;
             let input = batch.to_input(&device);

@@ -120,7 +120,7 @@ pub fn run(args: &EvalArgs) -> Result<Vec<Evaluation>> {
             allowed.as_deref(),
         )?;
         evaluations.push(Evaluation {
-            data: data_config.dir.clone(),
+            data: data_config.path.clone(),
             split: args.split.name().into(),
             restricted_labels: args.restrict_labels,
             metrics,

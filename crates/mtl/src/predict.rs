@@ -32,6 +32,10 @@ pub struct PredictArgs {
     pub texts: Vec<String>,
     #[command(flatten)]
     pub input: InputArgs,
+    /// Each text is a sentence pair, TEXT<TAB>PAIR (split at the first tab), encoded as a BERT
+    /// pair: for models trained on pairs (`mtl train --text-pair-field`).
+    #[arg(long)]
+    pub pairs: bool,
     /// Only this task (default: every task, with one encoder pass per batch).
     #[arg(long)]
     pub task: Option<String>,
@@ -67,14 +71,38 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         }
         let first = done + 1;
         done += texts.len();
-        let predictions = model
-            .predict(&texts, args.task.as_deref(), args.batch_size)
-            .map_err(|e| prediction_error(e, &source, first, &texts))?;
+        let task = args.task.as_deref();
+        let (predictions, pairs) = if args.pairs {
+            let pairs = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    text.split_once('\t').ok_or_else(|| {
+                        anyhow!(
+                            "{}: --pairs needs TEXT<TAB>PAIR, but it has no tab",
+                            text_name(&source, first + i, text)
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let predictions = model.predict_pairs(&pairs, task, args.batch_size);
+            (predictions, Some(pairs))
+        } else {
+            (model.predict(&texts, task, args.batch_size), None)
+        };
+        let predictions = predictions.map_err(|e| prediction_error(e, &source, first, &texts))?;
         let mut text_out = String::new();
-        for (text, predictions) in texts.iter().zip(predictions) {
+        for (i, (text, predictions)) in texts.iter().zip(predictions).enumerate() {
             match args.format {
                 PredictFormat::Jsonl => {
-                    let line = serde_json::json!({"text": text, "predictions": predictions});
+                    let line = match &pairs {
+                        Some(pairs) => serde_json::json!({
+                            "text": pairs[i].0,
+                            "text_pair": pairs[i].1,
+                            "predictions": predictions,
+                        }),
+                        None => serde_json::json!({"text": text, "predictions": predictions}),
+                    };
                     text_out += &format!("{line}\n");
                 }
                 PredictFormat::Table => {

@@ -279,10 +279,14 @@ pub fn summary_table(summary: &Summary) -> String {
         "\n{:<14} {:>10} {:>10} {:>10} {:>10}\n",
         "task", "valid acc", "valid F1", "test acc", "test F1"
     );
-    for (valid, test) in summary.valid.iter().zip(&summary.test) {
+    for valid in &summary.valid {
+        let test = match summary.test.iter().find(|t| t.task == valid.task) {
+            Some(test) => format!("{:>10.4} {:>10.4}", test.accuracy, test.macro_f1),
+            None => format!("{:>10} {:>10}", "no file", "-"),
+        };
         out += &format!(
-            "{:<14} {:>10.4} {:>10.4} {:>10.4} {:>10.4}\n",
-            valid.task, valid.accuracy, valid.macro_f1, test.accuracy, test.macro_f1
+            "{:<14} {:>10.4} {:>10.4} {test}\n",
+            valid.task, valid.accuracy, valid.macro_f1
         );
     }
     let best = summary.best.map_or("no evaluation".into(), |b| {

@@ -48,11 +48,36 @@ pub struct TrainArgs {
     /// Hub revision (branch, tag or commit) of a hub id in --model. Default: main.
     #[arg(long)]
     pub revision: Option<String>,
-    /// A task as NAME=DATA, DATA a data set name (bbc, tweets, polarity, amazon) or a
-    /// directory with train/valid/test .jsonl files; repeat for several tasks (replaces the
-    /// configured tasks).
+    /// A task as NAME=DATA, DATA a data set name (bbc, tweets, polarity, amazon), a directory
+    /// with a train file and optionally valid and test files (.jsonl, .csv or .tsv), or a
+    /// single training file; without a valid file a stratified 10% of train is held out.
+    /// Repeat for several tasks (replaces the configured tasks).
     #[arg(long = "task", value_name = "NAME=DATA")]
     pub tasks: Vec<String>,
+    /// The field (JSONL) or column (CSV/TSV) holding the text, for the --task tasks.
+    /// Default: text.
+    #[arg(long, requires = "tasks")]
+    pub text_field: Option<String>,
+    /// The field or column holding the second text of sentence-pair tasks (encoded as BERT
+    /// pairs with segment ids), for the --task tasks. Default: none.
+    #[arg(long, requires = "tasks")]
+    pub text_pair_field: Option<String>,
+    /// The field or column holding the label, for the --task tasks. Default: label.
+    #[arg(long, requires = "tasks")]
+    pub label_field: Option<String>,
+    /// The field or column holding each example's id, for the --task tasks. Default: the
+    /// line number.
+    #[arg(long, requires = "tasks")]
+    pub id_field: Option<String>,
+    /// The CSV/TSV field delimiter, for the --task tasks. Default: `,` for .csv, a tab for
+    /// .tsv.
+    #[arg(long, requires = "tasks")]
+    pub delimiter: Option<char>,
+    /// A task's labels as NAME=A,B,C: their order is the head's output order, and any other
+    /// label in the data is an error. Default: the sorted distinct labels of the training
+    /// file. Repeatable.
+    #[arg(long = "labels", value_name = "NAME=A,B,C")]
+    pub labels: Vec<String>,
     /// A task's loss weight as NAME=WEIGHT (default 1); repeatable.
     #[arg(long = "task-weight", value_name = "NAME=WEIGHT")]
     pub task_weights: Vec<String>,
@@ -202,9 +227,30 @@ impl TrainArgs {
                     let (name, data) = t
                         .split_once('=')
                         .with_context(|| format!("--task {t:?}: expected NAME=DATA"))?;
-                    Ok(TaskSpec::new(name, data))
+                    let mut task = TaskSpec::new(name, data);
+                    if let Some(field) = &self.text_field {
+                        task.text_field = field.clone();
+                    }
+                    if let Some(field) = &self.label_field {
+                        task.label_field = field.clone();
+                    }
+                    task.text_pair_field = self.text_pair_field.clone();
+                    task.id_field = self.id_field.clone();
+                    task.delimiter = self.delimiter;
+                    Ok(task)
                 })
                 .collect::<Result<_>>()?;
+        }
+        for labels in &self.labels {
+            let (name, list) = labels
+                .split_once('=')
+                .with_context(|| format!("--labels {labels:?}: expected NAME=A,B,C"))?;
+            let task = config
+                .tasks
+                .iter_mut()
+                .find(|t| t.name == name)
+                .with_context(|| format!("--labels: no task named {name:?}"))?;
+            task.labels = Some(list.split(',').map(String::from).collect());
         }
         if let Some(head) = &self.head {
             let head = parse_head(head)?;
@@ -260,6 +306,7 @@ impl TrainArgs {
         ];
         options.into_iter().any(|given| given)
             || !self.tasks.is_empty()
+            || !self.labels.is_empty()
             || !self.task_weights.is_empty()
             || !self.freeze.is_empty()
     }

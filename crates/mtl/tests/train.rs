@@ -864,3 +864,57 @@ fn a_run_started_with_relative_paths_resumes_from_another_directory() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
 }
+
+#[test]
+fn the_trainer_library_reports_its_progress_to_an_observer() {
+    use mtl_train::train::{Event, Start, TaskSpec, TrainConfig, train};
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        model: tiny_dir().display().to_string(),
+        output: runs.path().join("run"),
+        tasks: tasks
+            .iter()
+            .map(|t| {
+                let (name, dir) = t.split_once('=').unwrap();
+                TaskSpec::new(name, dir)
+            })
+            .collect(),
+        epochs: 2,
+        batch_size: 8,
+        max_seq_length: 32,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
+    let device = Backend::default_compiled().device(0).unwrap();
+    let mut events = Vec::new();
+    let summary = train(
+        &config,
+        &device,
+        Start::New { overwrite: false },
+        &mut |event| events.push(event),
+    )
+    .unwrap();
+    let Event::Started {
+        tasks, total_steps, ..
+    } = &events[0]
+    else {
+        panic!("the first event is not Started: {:?}", events[0]);
+    };
+    assert_eq!(
+        tasks[0].label_counts.iter().map(|(_, n)| n).sum::<usize>(),
+        96
+    );
+    assert_eq!(*total_steps, summary.steps);
+    let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+    assert_eq!(count(|e| matches!(e, Event::Step { .. })), summary.steps);
+    assert_eq!(count(|e| matches!(e, Event::EpochStarted { .. })), 2);
+    assert_eq!(count(|e| matches!(e, Event::EpochFinished { .. })), 2);
+    assert_eq!(count(|e| matches!(e, Event::Evaluated { .. })), 2);
+    assert_eq!(count(|e| matches!(e, Event::Checkpoint { .. })), 2);
+    let last_step = events.iter().rev().find_map(|e| match e {
+        Event::Step { step, .. } => Some(*step),
+        _ => None,
+    });
+    assert_eq!(last_step, Some(summary.steps));
+}

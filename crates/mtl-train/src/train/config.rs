@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 pub struct TaskSpec {
     /// The task's name (the head is `heads.<name>`).
     pub name: String,
-    /// A data set fetched by name (`bbc`, `tweets`, `polarity`, `amazon`) or a directory
-    /// holding `train`, `valid` and `test` files.
+    /// A data set fetched by name (`bbc`, `tweets`, `polarity`, `amazon`), a directory
+    /// holding a `train` file and optionally `valid` and `test` files (`.jsonl`, `.csv` or
+    /// `.tsv`), or a single training file. Without a validation file, a seeded stratified 10%
+    /// of the training examples is held out for validation.
     pub data: String,
-    /// The labels, in head-output order. Default: the named data set's labels, else the
-    /// sorted labels of the training split.
+    /// The labels, in head-output order; any other label in the data is an error. Default:
+    /// the named data set's labels, else the sorted distinct labels of the training split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
     /// Weight of this task's loss. Default: 1.
@@ -27,15 +29,26 @@ pub struct TaskSpec {
     /// The head. Default: linear.
     #[serde(default)]
     pub head: HeadKind,
-    /// File format of the splits. Default: JSON Lines.
-    #[serde(default)]
-    pub format: DataFormat,
+    /// File format of the splits. Default: each file's extension's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<DataFormat>,
     /// Field or column with the text. Default: `text`.
     #[serde(default = "text_field")]
     pub text_field: String,
+    /// Field or column with the second text of a sentence-pair task (encoded as a BERT pair).
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_pair_field: Option<String>,
     /// Field or column with the label. Default: `label`.
     #[serde(default = "label_field")]
     pub label_field: String,
+    /// Field or column with each example's id (written to `plan.jsonl`). Default: the line
+    /// number (`id` for the named data sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    /// CSV/TSV field delimiter. Default: `,` for `.csv`, a tab for `.tsv`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<char>,
 }
 
 fn one() -> f64 {
@@ -59,9 +72,12 @@ impl TaskSpec {
             labels: None,
             weight: 1.0,
             head: HeadKind::Linear,
-            format: DataFormat::Jsonl,
+            format: None,
             text_field: text_field(),
+            text_pair_field: None,
             label_field: label_field(),
+            id_field: None,
+            delimiter: None,
         }
     }
 }

@@ -1,13 +1,11 @@
 //! Resolving a run's model and tasks: fetching the default model and named data sets, and
 //! reading each task's splits.
 
-use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use mtl_bert::BertTokenizer;
-use mtl_data::{DataFormat, Split, TaskData, TokenizedTask};
+use mtl_data::{Split, TaskData, TokenizedTask};
 
 use crate::model_source::ModelSource;
 use crate::train::config::TaskSpec;
@@ -20,77 +18,63 @@ pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<PathBuf> {
     ModelSource::parse(model, revision)?.resolve()
 }
 
-/// The data task of a spec: its directory (a named data set is fetched and extracted on first
-/// use) and its labels (given, the named data set's, or the sorted labels of a JSONL training
-/// split).
+/// The data task of a spec: its path (a named data set is fetched and extracted on first use),
+/// fields and labels (given, the named data set's, or the sorted distinct labels of the
+/// training file).
 pub fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
-    let named = mtl_assets::datasets::dataset(&spec.data);
-    let dir = match named {
-        Some(dataset) if !Path::new(&spec.data).is_dir() => mtl_assets::prepare_dataset(
+    let named =
+        mtl_assets::datasets::dataset(&spec.data).filter(|_| !Path::new(&spec.data).exists());
+    let path = match named {
+        Some(dataset) => mtl_assets::prepare_dataset(
             dataset.name,
             &mtl_assets::datasets_dir(),
             &mtl_assets::cache_dir(),
         )
         .with_context(|| format!("task {}: preparing data set {}", spec.name, dataset.name))?,
-        _ => PathBuf::from(&spec.data),
+        None => PathBuf::from(&spec.data),
     };
-    if !dir.is_dir() {
+    if !path.exists() {
         bail!(
-            "task {}: data {:?} is neither a known data set (bbc, tweets, polarity, amazon) nor a directory",
+            "task {}: data {:?} is neither a known data set (bbc, tweets, polarity, amazon) nor a \
+             file or directory",
             spec.name,
             spec.data
         );
     }
-    let mut task = mtl_data::TaskConfig::new(spec.name.clone(), dir, Vec::<String>::new());
+    let mut task = mtl_data::TaskConfig::new(spec.name.clone(), path, Vec::<String>::new());
     task.format = spec.format;
     task.text_field = spec.text_field.clone();
+    task.text_pair_field = spec.text_pair_field.clone();
     task.label_field = spec.label_field.clone();
+    task.id_field = match (&spec.id_field, named) {
+        (Some(field), _) => Some(field.clone()),
+        (None, Some(_)) => Some("id".into()),
+        (None, None) => None,
+    };
+    task.delimiter = spec.delimiter;
     task.labels = match (&spec.labels, named) {
         (Some(labels), _) => labels.clone(),
-        (None, Some(dataset)) if spec.data == dataset.name => {
-            dataset.labels.iter().map(|l| (*l).to_owned()).collect()
+        (None, Some(dataset)) => dataset.labels.iter().map(|l| (*l).to_owned()).collect(),
+        (None, None) => {
+            let train = task.split_path(Split::Train)?.expect("a training file");
+            TaskData::labels_in(&task, &train)?
+                .into_iter()
+                .map(|(label, _)| label)
+                .collect()
         }
-        (None, _) => infer_labels(&task)?,
     };
     task.validate()?;
     Ok(task)
 }
 
-/// The sorted distinct labels of a JSONL training split.
-fn infer_labels(task: &mtl_data::TaskConfig) -> Result<Vec<String>> {
-    if task.format != DataFormat::Jsonl {
-        bail!(
-            "task {}: give its labels (they are inferred only from JSONL data)",
-            task.name
-        );
-    }
-    let path = task.split_path(Split::Train);
-    let file = std::fs::File::open(&path)
-        .with_context(|| format!("task {}: opening {}", task.name, path.display()))?;
-    let mut labels = BTreeSet::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}", path.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-        match &value[&task.label_field] {
-            serde_json::Value::String(s) => labels.insert(s.clone()),
-            serde_json::Value::Number(n) => labels.insert(n.to_string()),
-            _ => bail!(
-                "{}:{}: no {:?} field",
-                path.display(),
-                i + 1,
-                task.label_field
-            ),
-        };
-    }
-    Ok(labels.into_iter().collect())
-}
+/// The share of the training examples held out for validation when a task has no validation
+/// file.
+pub const HELD_OUT_SHARE: f64 = 0.1;
 
-/// One split of every task: the examples' ids (for the batch plan file) and their tokens.
+/// One split of several tasks: the examples' ids (for the batch plan file) and their tokens.
 pub struct SplitData {
+    /// Each task's index in the run, for the tasks that have this split.
+    pub tasks: Vec<usize>,
     /// Per task, each example's id.
     pub ids: Vec<Vec<String>>,
     /// Per task, the tokenized examples.
@@ -98,19 +82,71 @@ pub struct SplitData {
 }
 
 impl SplitData {
-    /// Reads and tokenizes `split` of every task.
+    fn new() -> Self {
+        Self {
+            tasks: Vec::new(),
+            ids: Vec::new(),
+            tokens: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, task: usize, data: &TaskData, tokenizer: &BertTokenizer) -> Result<()> {
+        self.tokens.push(TokenizedTask::new(data, tokenizer)?);
+        self.ids
+            .push(data.examples.iter().map(|e| e.id.clone()).collect());
+        self.tasks.push(task);
+        Ok(())
+    }
+}
+
+/// Every split of a run's tasks, read, checked and tokenized.
+pub struct RunData {
+    /// The training split of every task.
+    pub train: SplitData,
+    /// The validation split of every task (held out of train where there is no file).
+    pub valid: SplitData,
+    /// The test split of the tasks that have one.
+    pub test: SplitData,
+    /// Per task whose validation examples were held out of its training file: the task's
+    /// name and the number held out.
+    pub held_out: Vec<(String, usize)>,
+}
+
+impl RunData {
+    /// Reads and tokenizes every split of `tasks`; a task without a validation file gets a
+    /// stratified [`HELD_OUT_SHARE`] of its training examples, chosen by `seed`.
     pub fn load(
         tasks: &[mtl_data::TaskConfig],
-        split: Split,
+        seed: u64,
         tokenizer: &BertTokenizer,
     ) -> Result<Self> {
-        let mut ids = Vec::with_capacity(tasks.len());
-        let mut tokens = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            let data = TaskData::load(task, split)?;
-            tokens.push(TokenizedTask::new(&data, tokenizer)?);
-            ids.push(data.examples.into_iter().map(|e| e.id).collect());
+        let (mut train, mut valid, mut test) =
+            (SplitData::new(), SplitData::new(), SplitData::new());
+        let mut held_out = Vec::new();
+        for (index, task) in tasks.iter().enumerate() {
+            let mut train_data = TaskData::load(task, Split::Train)?.expect("a training file");
+            let valid_data = match TaskData::load(task, Split::Valid)? {
+                Some(data) => data,
+                None => {
+                    let data = train_data.hold_out(
+                        HELD_OUT_SHARE,
+                        mtl_data::rng::derive_seed(seed, &[5, index as u64]),
+                    )?;
+                    held_out.push((task.name.clone(), data.len()));
+                    data
+                }
+            };
+            train.push(index, &train_data, tokenizer)?;
+            valid.push(index, &valid_data, tokenizer)?;
+            if let Some(test_data) = TaskData::load(task, Split::Test)? {
+                test.push(index, &test_data, tokenizer)?;
+            }
         }
-        Ok(Self { ids, tokens })
+        Ok(Self {
+            train,
+            valid,
+            test,
+            held_out,
+        })
     }
 }

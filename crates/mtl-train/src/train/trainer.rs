@@ -22,7 +22,7 @@ use crate::metrics::TaskMetrics;
 use crate::train::cache::EmbeddingCache;
 use crate::train::checkpoint::{self, Best, TrainState};
 use crate::train::config::{StepMode, TrainConfig};
-use crate::train::data::{SplitData, resolve_model, resolve_task};
+use crate::train::data::{HELD_OUT_SHARE, RunData, SplitData, resolve_model, resolve_task};
 use crate::train::observer::{Event, Observer, TaskInfo, TaskStats};
 use crate::train::optimizer::TrainOptimizer;
 use crate::train::run_dir::RunDir;
@@ -49,8 +49,11 @@ pub struct Summary {
     pub cache_seconds: f64,
     /// The validation metrics of the model in `best/` (or of the final model).
     pub valid: Vec<TaskMetrics>,
-    /// Its test metrics.
+    /// Its test metrics (of the tasks that have a test file).
     pub test: Vec<TaskMetrics>,
+    /// The tasks without a validation file, each with the number of training examples held
+    /// out for validation.
+    pub held_out: std::collections::BTreeMap<String, usize>,
 }
 
 /// A training run in progress.
@@ -64,6 +67,7 @@ struct Run<'a> {
     loader: MultiTaskLoader,
     valid: SplitData,
     test: SplitData,
+    held_out: Vec<(String, usize)>,
     frozen: Vec<ModelPart>,
     train_cache: Option<EmbeddingCache>,
     valid_cache: Option<EmbeddingCache>,
@@ -133,9 +137,12 @@ pub fn train(
             .with_context(|| format!("building the model from {}", model_dir.display()))?;
 
     let tokenizer = classifier.tokenizer();
-    let train = SplitData::load(&tasks, Split::Train, tokenizer)?;
-    let valid = SplitData::load(&tasks, Split::Valid, tokenizer)?;
-    let test = SplitData::load(&tasks, Split::Test, tokenizer)?;
+    let RunData {
+        train,
+        valid,
+        test,
+        held_out,
+    } = RunData::load(&tasks, config.seed, tokenizer)?;
     let train_ids = train.ids.clone();
     let loader = MultiTaskLoader::new(train.tokens, config.plan()?)?;
     let steps_per_epoch: Vec<usize> = (0..config.epochs)
@@ -157,6 +164,14 @@ pub fn train(
         Start::New { .. } => None,
     };
     let resume = resumed_state.is_some();
+    for (task, examples) in &held_out {
+        observer.event(Event::Note(format!(
+            "task {task}: no validation file: {examples} training examples (a stratified {}%, \
+             seed {}) are held out for validation",
+            HELD_OUT_SHARE * 100.0,
+            config.seed
+        )));
+    }
     if start == Start::Resume && !resume {
         observer.event(Event::Note(format!(
             "{} has no checkpoint yet: the run starts again from step 0",
@@ -214,6 +229,7 @@ pub fn train(
         loader,
         valid,
         test,
+        held_out,
         frozen,
         train_cache: None,
         valid_cache: None,
@@ -586,7 +602,7 @@ impl Run<'_> {
         self.seconds_before + self.started.elapsed().as_secs_f64()
     }
 
-    /// Validation metrics of the current model.
+    /// The current model's metrics on `split` (valid or test) of each task that has it.
     fn evaluate_split(&self, split: Split) -> Result<Vec<TaskMetrics>> {
         let model = self.classifier.model.valid();
         let data = match split {
@@ -596,8 +612,8 @@ impl Run<'_> {
         let batch = self.config.eval_batch_size;
         data.tokens
             .iter()
-            .enumerate()
-            .map(|(task, tokens)| match (&self.valid_cache, split) {
+            .zip(data.tasks.iter().copied())
+            .map(|(tokens, task)| match (&self.valid_cache, split) {
                 (Some(cache), Split::Valid) => evaluate_with(tokens, task, batch, None, |b| {
                     model.head_logits(cache.batch(task, &b.examples), task)
                 }),
@@ -699,6 +715,7 @@ impl Run<'_> {
             cache_seconds,
             valid,
             test,
+            held_out: self.held_out.iter().cloned().collect(),
         };
         let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
         mtl_fs::write_file(&self.dir.join("summary.json"), json.as_bytes())

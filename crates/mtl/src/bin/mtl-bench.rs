@@ -165,6 +165,7 @@ fn frozen(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64)>
             .iter()
             .enumerate()
             .map(|(i, text)| mtl_data::Example {
+                text_pair: None,
                 id: i.to_string(),
                 text: (*text).to_owned(),
                 label: i % 3,
