@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU: builds the `tch` (libtorch, CUDA) and `cuda` (CubeCL)
 # backends, checks them against the CPU (encoder outputs within 1e-4, five training steps
-# within 1e-3: crates/mtl/tests/backends.rs), times embedding and fine-tuning on the GPU,
+# within 1e-3: crates/mtl-train/tests/backends.rs), times embedding and fine-tuning on the GPU,
 # and writes a short report (default gpu-report.md; REPORT=path to change it).
 #
 #   scripts/gpu-check.sh
@@ -47,7 +47,7 @@ fi
 log ""
 log "## Parity with the CPU backend"
 log '```'
-cargo test --release -p mtl --features "$features" --test backends -- --nocapture 2>&1 \
+cargo test --release -p mtl-train --features "$features" --test backends -- --nocapture 2>&1 \
   | grep -E "differ|losses|test result|panicked" | tee -a "$report"
 log '```'
 

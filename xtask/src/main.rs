@@ -73,7 +73,7 @@ enum Task {
         only: Vec<String>,
     },
     /// Check GPU-capable backends against the CPU: encoder outputs within 1e-4 of flex's
-    /// and five training steps within 1e-3 (crates/mtl/tests/backends.rs). `wgpu` runs
+    /// and five training steps within 1e-3 (crates/mtl-train/tests/backends.rs). `wgpu` runs
     /// on Mesa's software Vulkan where there is no GPU; `tch` builds against the torch 2.9.0
     /// wheel (creating .cache/torch-venv on first use) and runs on CUDA or libtorch's CPU.
     TestBackend {
@@ -126,7 +126,7 @@ fn main() -> Result<()> {
             let args = [
                 "test",
                 "-p",
-                "mtl",
+                "mtl-train",
                 "--features",
                 &features,
                 "--test",

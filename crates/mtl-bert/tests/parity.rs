@@ -6,14 +6,10 @@
 
 mod common;
 
-use common::{Reference, assert_close, copy_dir, cpu_devices, fixtures, minilm_dir};
+use common::{Reference, assert_close, copy_dir, cpu_devices, fixtures, minilm_dir, tiny_dir};
 use mtl_bert::burn::prelude::*;
 use mtl_bert::pooling::{self, Pooling};
 use mtl_bert::{BertConfig, BertModel, EncodeOptions, ModelDir, SentenceEncoder, TokenBatch};
-
-fn tiny_dir() -> std::path::PathBuf {
-    fixtures().join("tiny-bert")
-}
 
 /// `[batch, seq, hidden]` values -> the rows of real tokens only.
 fn real_tokens(values: &[f32], mask: &[i64], hidden: usize) -> Vec<f32> {

@@ -1,33 +1,16 @@
 //! Shared helpers of the encoder's integration tests: fixtures and comparisons.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mtl_bert::Backend;
 use mtl_bert::burn::prelude::Device;
 
-/// `tests/fixtures` at the workspace root (written by `scripts/make_fixtures.py`).
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+#[path = "../../../../tests/support/fixtures.rs"]
+mod fixtures;
 
-/// The all-MiniLM-L6-v2 directory that `cargo xtask fetch-model` writes.
-///
-/// # Panics
-/// With instructions when the model has not been fetched.
-pub fn minilm_dir() -> PathBuf {
-    let cache = std::env::var_os("MTL_CACHE_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache"),
-        PathBuf::from,
-    );
-    let dir = cache.join("models/all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run `cargo xtask fetch-model` first",
-        dir.display()
-    );
-    dir
-}
+#[allow(unused_imports)]
+pub use fixtures::{fixtures, minilm_dir, tiny_dir};
 
 /// A device of every CPU backend compiled in (flex, and ndarray when built with it).
 pub fn cpu_devices() -> Vec<(Backend, Device)> {

@@ -2,34 +2,16 @@
 //! outputs, and the library's embeddings to compare them with.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
 use mtl_bert::{Backend, EncodeOptions, SentenceEncoder};
 
-/// `tests/fixtures` at the workspace root.
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+#[path = "../../../../tests/support/fixtures.rs"]
+mod fixtures;
 
-/// The tiny random BERT (hidden size 32, 64 positions, a vocabulary of small English words).
-pub fn tiny_dir() -> PathBuf {
-    fixtures().join("tiny-bert")
-}
-
-/// The all-MiniLM-L6-v2 directory that `cargo xtask fetch-model` writes.
-///
-/// # Panics
-/// With instructions when the model has not been fetched.
-pub fn minilm_dir() -> PathBuf {
-    let dir = mtl_assets::default_model_dir(&mtl_assets::cache_dir());
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run `cargo xtask fetch-model` first",
-        dir.display()
-    );
-    dir
-}
+#[allow(unused_imports)]
+pub use fixtures::{fixtures, minilm_dir, tiny_dir};
 
 /// The `mtl` binary, with an environment that does not depend on the caller's: no proxy, no
 /// hub token, the default backend.

@@ -9,14 +9,18 @@
 //! rather than passing it without a comparison.
 #![cfg(any(feature = "wgpu", feature = "tch", feature = "cuda"))]
 
-mod common;
+#[path = "../../../tests/support/compare.rs"]
+mod compare;
+#[path = "../../../tests/support/fixtures.rs"]
+mod fixtures;
 
 use std::path::Path;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use common::{max_abs_diff, minilm_dir};
+use compare::max_abs_diff;
+use fixtures::minilm_dir;
 use mtl_bert::{Backend, EncodeOptions, Pooling, SentenceEncoder};
 use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
 use mtl_train::train::config::TrainConfig;
@@ -38,7 +42,7 @@ fn accelerated() -> Vec<Backend> {
 
 fn texts() -> Vec<String> {
     let reference =
-        std::fs::read_to_string(common::fixtures().join("minilm/reference.json")).unwrap();
+        std::fs::read_to_string(fixtures::fixtures().join("minilm/reference.json")).unwrap();
     let value: serde_json::Value = serde_json::from_str(&reference).unwrap();
     serde_json::from_value(value["texts"].clone()).unwrap()
 }
