@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use burn::nn::DropoutConfig;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use mtl_bert::checkpoint::{Checkpoint, collect_tensors, hf_name, write_safetensors};
@@ -11,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::{FORMAT_VERSION, MtlConfig, SavedConfig};
 use crate::error::{Error, Result};
+use crate::head::ClassificationHead;
 use crate::model::MultiTaskModel;
 
 /// The multi-task configuration file of a saved model.
@@ -77,6 +79,100 @@ impl MultiTaskClassifier {
             tokenizer_files: read_tokenizer_files(&dir)?,
             config,
             bert_config,
+            tokenizer,
+        })
+    }
+
+    /// A model that continues from the saved model in `dir` (`mtl train --init`): its
+    /// encoder; for each task of `config`, the saved head when the saved model has that task
+    /// (same labels in the same order and same head kind, else [`Error::InitMismatch`]), else
+    /// a fresh head initialised as [`MultiTaskClassifier::from_pretrained`] would (task `i`
+    /// from `seed + i`); then, after `config`'s tasks, the saved model's other tasks with
+    /// their heads unchanged. The pooling must be the saved model's. Use an autodiff `device`
+    /// to train it.
+    pub fn from_trained(
+        dir: impl AsRef<Path>,
+        mut config: MtlConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let root = dir.as_ref();
+        let saved = Self::load(root, device)?;
+        let mismatch = |message: String| Error::InitMismatch {
+            dir: root.to_path_buf(),
+            message,
+        };
+        if config.pooling != saved.config.pooling {
+            return Err(mismatch(format!(
+                "its heads see {} pooling, this model's {}; give the same pooling",
+                saved.config.pooling, config.pooling
+            )));
+        }
+        let default_length = saved
+            .config
+            .max_seq_length
+            .unwrap_or(saved.bert_config.max_position_embeddings);
+        let max_seq_length = check_fits(
+            config.max_seq_length.unwrap_or(default_length),
+            &saved.bert_config,
+        )?;
+        config.max_seq_length = Some(max_seq_length);
+        let tokenizer = ModelDir::new(root)?.tokenizer(max_seq_length)?;
+        let hidden = saved.bert_config.hidden_size;
+        let mut saved_heads: Vec<Option<ClassificationHead>> =
+            saved.model.heads.into_iter().map(Some).collect();
+        let mut heads = Vec::with_capacity(config.tasks.len() + saved_heads.len());
+        for (i, task) in config.tasks.iter().enumerate() {
+            let Some(j) = saved.config.tasks.iter().position(|t| t.name == task.name) else {
+                heads.push(ClassificationHead::init(
+                    task.head,
+                    hidden,
+                    task.labels.len(),
+                    config.dropout,
+                    seed.wrapping_add(i as u64),
+                    device,
+                ));
+                continue;
+            };
+            let old = &saved.config.tasks[j];
+            if old.labels != task.labels {
+                return Err(mismatch(format!(
+                    "task {} has the labels [{}] there but [{}] here (same labels in the same \
+                     order, or another task name)",
+                    task.name,
+                    old.labels.join(", "),
+                    task.labels.join(", ")
+                )));
+            }
+            if old.head != task.head {
+                return Err(mismatch(format!(
+                    "task {} has a {:?} head there but {:?} here",
+                    task.name, old.head, task.head
+                )));
+            }
+            let mut head = saved_heads[j].take().expect("task names are unique");
+            head.dropout = DropoutConfig::new(config.dropout).init();
+            heads.push(head);
+        }
+        for (old, head) in saved.config.tasks.iter().zip(saved_heads) {
+            if let Some(head) = head {
+                config.tasks.push(old.clone());
+                heads.push(head);
+            }
+        }
+        config.validate()?;
+        let model = MultiTaskModel {
+            encoder: saved.model.encoder,
+            dropout: DropoutConfig::new(config.dropout).init(),
+            heads,
+            pooling: config.pooling,
+        };
+        Ok(Self {
+            model,
+            tokenizer_files: saved.tokenizer_files,
+            config,
+            bert_config: saved.bert_config,
             tokenizer,
         })
     }
@@ -338,7 +434,9 @@ fn check_pooler(config: &MtlConfig, encoder: &BertModel) -> Result<()> {
     Ok(())
 }
 
-fn read_saved_config(dir: &Path) -> Result<MtlConfig> {
+/// Reads and checks the `mtl.json` of a saved model directory: its tasks, labels, pooling and
+/// dropout.
+pub fn read_saved_config(dir: &Path) -> Result<MtlConfig> {
     let path = dir.join(CONFIG_FILE);
     if !path.is_file() {
         return Err(Error::MissingFile {

@@ -39,6 +39,15 @@ pub enum Error {
         /// Output size of the head in the weights.
         outputs: usize,
     },
+    /// A saved model cannot start this model (`MultiTaskClassifier::from_trained`): a task
+    /// with other labels or another head, or another pooling.
+    #[error("{}: cannot continue from this model: {message}", dir.display())]
+    InitMismatch {
+        /// The saved model's directory.
+        dir: PathBuf,
+        /// What differs.
+        message: String,
+    },
     /// `mtl.json` was written by a version whose format this one cannot read.
     #[error(
         "{}: saved in format version {found} (by mtl-model {saved_by}); this is mtl-model {}, \

@@ -24,7 +24,7 @@ pub mod freeze;
 pub mod head;
 pub mod model;
 
-pub use classifier::{CONFIG_FILE, MultiTaskClassifier, Prediction};
+pub use classifier::{CONFIG_FILE, MultiTaskClassifier, Prediction, read_saved_config};
 pub use config::{FORMAT_VERSION, HeadKind, MtlConfig, TaskConfig};
 pub use error::{Error, Result};
 pub use freeze::ModelPart;

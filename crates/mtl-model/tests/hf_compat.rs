@@ -6,7 +6,6 @@
 //! creates it (with `scripts/ensure_venv.py`) and passes its directory in `MTL_TORCH_VENV`;
 //! without it this test fails, saying how to create it, rather than passing unchecked.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use burn::module::Module;
@@ -16,47 +15,8 @@ use burn::prelude::*;
 use mtl_model::mtl_bert::Backend;
 use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The reference environment's interpreter, checked to import torch and transformers.
-///
-/// # Panics
-/// When the environment is missing or incomplete, with how to create it.
-fn python() -> PathBuf {
-    let from_env = std::env::var_os("MTL_TORCH_VENV").filter(|v| !v.is_empty());
-    let source = if from_env.is_some() {
-        "$MTL_TORCH_VENV"
-    } else {
-        "the default"
-    };
-    let venv = from_env.map_or_else(|| root().join(".cache/torch-venv"), PathBuf::from);
-    let python = venv.join("bin/python");
-    let help = "create it with `python3 scripts/ensure_venv.py` (torch and transformers from \
-                scripts/requirements.txt, a few minutes the first time), or run the tests with \
-                `cargo xtask test`, which does that and sets MTL_TORCH_VENV";
-    assert!(
-        python.is_file(),
-        "no PyTorch reference environment: {} ({source}) does not exist; {help}",
-        python.display()
-    );
-    let output = Command::new(&python)
-        .args(["-c", "import torch, transformers"])
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}; {help}", python.display()));
-    assert!(
-        output.status.success(),
-        "{} ({source}) cannot import torch and transformers: {}; {help}",
-        python.display(),
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    eprintln!(
-        "PyTorch reference environment: {} ({source})",
-        venv.display()
-    );
-    python
-}
+#[path = "../../../tests/support/reference_venv.rs"]
+mod reference_venv;
 
 const CHECK: &str = r#"
 import json, sys, torch
@@ -80,10 +40,11 @@ sys.exit(0 if finite and diff <= 1e-5 else 1)
 
 #[test]
 fn fine_tuned_encoder_loads_in_transformers() {
-    let python = python();
+    let python = reference_venv::python("torch, transformers");
     let device = Backend::default_compiled().device(0).unwrap().autodiff();
     let config = MtlConfig::new(vec![TaskConfig::new("topic", &["a", "b", "c"])]);
-    let tiny = root().join("tests/fixtures/tiny-bert");
+    let tiny =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-bert");
     let mut classifier = MultiTaskClassifier::from_pretrained(&tiny, config, 0, &device).unwrap();
     let texts = ["the cat sat on the mat", "hello world", ""];
     let batch = classifier

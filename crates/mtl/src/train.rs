@@ -48,6 +48,12 @@ pub struct TrainArgs {
     /// Hub revision (branch, tag or commit) of a hub id in --model. Default: main.
     #[arg(long)]
     pub revision: Option<String>,
+    /// Start from a model saved by mtl train (e.g. runs/default/best) instead of --model: its
+    /// tasks that this run trains continue from their heads (same labels), new tasks get
+    /// fresh heads, and its other tasks are kept unchanged in the new model (add a task to a
+    /// trained model; with --freeze encoder their predictions stay the same).
+    #[arg(long, value_name = "MODEL_DIR", conflicts_with_all = ["model", "revision"])]
+    pub init: Option<PathBuf>,
     /// A task as NAME=DATA, DATA a data set name (bbc, tweets, polarity, amazon), a directory
     /// with a train file and optionally valid and test files (.jsonl, .csv or .tsv), or a
     /// single training file; without a valid file a stratified 10% of train is held out.
@@ -207,6 +213,9 @@ impl TrainArgs {
         if self.revision.is_some() {
             config.revision = self.revision.clone();
         }
+        if self.init.is_some() {
+            config.init = self.init.clone();
+        }
         if self.no_embedding_cache {
             config.cache_frozen_embeddings = false;
         }
@@ -281,6 +290,7 @@ impl TrainArgs {
         let options = [
             self.model.is_some(),
             self.revision.is_some(),
+            self.init.is_some(),
             self.head.is_some(),
             self.epochs.is_some(),
             self.epoch.is_some(),

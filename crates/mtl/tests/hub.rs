@@ -610,3 +610,45 @@ fn content_that_does_not_match_the_hubs_hash_is_refused_and_not_kept() {
         sandbox.assert_nothing_outside_the_cache(file);
     }
 }
+
+#[test]
+fn train_takes_a_hub_id_as_embed_does() {
+    let repo = sentence_transformers_repo();
+    let hub = FakeHub::start(&[("test-org/tiny-st", repo.path())], true);
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("mood.csv");
+    let mut rows = String::from("text,label\n");
+    for i in 0..40 {
+        let (text, label) = if i % 2 == 0 {
+            ("the good cat", "good")
+        } else {
+            ("a bad dog", "bad")
+        };
+        rows += &format!("{text} {i},{label}\n");
+    }
+    std::fs::write(&file, rows).unwrap();
+    let run = data.path().join("run");
+    let output = mtl()
+        .env("HF_HOME", home.path())
+        .env("HF_ENDPOINT", &hub.url)
+        .args(["train", "--model", "test-org/tiny-st", "--revision", "main"])
+        .args([
+            "--task",
+            &format!("mood={}", file.display()),
+            "--epochs",
+            "1",
+        ])
+        .args(["--output", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(run.join("best/mtl.json").is_file());
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("model = \"test-org/tiny-st\""), "{config}");
+    assert!(config.contains("revision = \"main\""), "{config}");
+}

@@ -122,6 +122,12 @@ pub struct TrainConfig {
     /// The hub revision (branch, tag or commit) of a hub id in `model`. Default: `main`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Start from a model saved by `mtl train` (its encoder and heads) instead of `model`:
+    /// tasks it has continue from their heads (same labels), new tasks get fresh heads, and
+    /// its tasks that this run does not train are kept unchanged in the saved model.
+    /// Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// The run directory. Default: `runs/default`.
     pub output: PathBuf,
     /// Seed of the heads' initialisation, the batch order and dropout. Default: 42.
@@ -192,6 +198,7 @@ impl Default for TrainConfig {
         Self {
             model: "default".into(),
             revision: None,
+            init: None,
             output: PathBuf::from("runs/default"),
             seed: 42,
             tasks: vec![
@@ -306,6 +313,9 @@ impl TrainConfig {
         if self.model != "default" && Path::new(&self.model).is_dir() {
             self.model = absolute(&self.model)?;
         }
+        if let Some(init) = &mut self.init {
+            *init = PathBuf::from(absolute(&init.to_string_lossy())?);
+        }
         for task in &mut self.tasks {
             if Path::new(&task.data).exists() {
                 task.data = absolute(&task.data)?;
@@ -318,6 +328,9 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         if self.tasks.is_empty() {
             bail!("no tasks to train");
+        }
+        if self.init.is_some() && self.model != "default" {
+            bail!("give either init (a model saved by mtl train) or model, not both");
         }
         for task in &self.tasks {
             if !(task.weight.is_finite() && task.weight > 0.0) {

@@ -110,12 +110,27 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<Summary> {
     config.validate()?;
-    let model_dir = resolve_model(&config.model, config.revision.as_deref())?;
-    let tasks: Vec<mtl_data::TaskConfig> = config
+    let init = config
+        .init
+        .as_ref()
+        .map(|dir| {
+            mtl_model::read_saved_config(dir).with_context(|| {
+                format!("--init {}: not a model saved by mtl train", dir.display())
+            })
+        })
+        .transpose()?;
+    let model_dir = match &config.init {
+        Some(dir) => dir.clone(),
+        None => resolve_model(&config.model, config.revision.as_deref())?,
+    };
+    let mut tasks: Vec<mtl_data::TaskConfig> = config
         .tasks
         .iter()
         .map(resolve_task)
         .collect::<Result<_>>()?;
+    if let Some(init) = &init {
+        keep_saved_label_order(&mut tasks, &config.tasks, init);
+    }
     let mut mtl = MtlConfig::new(
         tasks
             .iter()
@@ -132,9 +147,13 @@ pub fn train(
     mtl.max_seq_length = Some(config.max_seq_length);
     let train_device = device.clone().autodiff();
     let plain = device.clone().without_autodiff();
-    let classifier =
-        MultiTaskClassifier::from_pretrained(&model_dir, mtl, config.seed, &train_device)
-            .with_context(|| format!("building the model from {}", model_dir.display()))?;
+    let classifier = match init {
+        Some(_) => MultiTaskClassifier::from_trained(&model_dir, mtl, config.seed, &train_device),
+        None => MultiTaskClassifier::from_pretrained(&model_dir, mtl, config.seed, &train_device),
+    }
+    .with_context(|| format!("building the model from {}", model_dir.display()))?;
+    // Tasks of the --init model that this run does not train: carried over unchanged.
+    let carried: Vec<String> = classifier.config().task_names()[tasks.len()..].to_vec();
 
     let tokenizer = classifier.tokenizer();
     let RunData {
@@ -216,7 +235,14 @@ pub fn train(
         write_safetensors(&dir.join("init_heads.safetensors"), heads)?;
     }
 
-    let frozen = config.frozen_parts()?;
+    let mut frozen = config.frozen_parts()?;
+    for task in &carried {
+        observer.event(Event::Note(format!(
+            "task {task} of {} is not trained here: its head is kept unchanged",
+            model_dir.display()
+        )));
+        frozen.push(ModelPart::Head(task.clone()));
+    }
     // Read the position first: the log must be cut back to it, not to zero.
     let log_bytes = resumed_state.as_ref().map_or(0, |s| s.log_bytes);
     let mut run = Run {
@@ -278,6 +304,29 @@ pub fn train(
     let summary = run.finish(stopped_early, cache_seconds)?;
     drop(run_dir);
     Ok(summary)
+}
+
+/// Gives each task that the `--init` model already has, and whose labels are not given, the
+/// saved label order when the data has the same labels (a continued head's outputs keep
+/// their meaning); other differences are refused by [`MultiTaskClassifier::from_trained`].
+fn keep_saved_label_order(
+    tasks: &mut [mtl_data::TaskConfig],
+    specs: &[crate::train::TaskSpec],
+    init: &MtlConfig,
+) {
+    for (task, spec) in tasks.iter_mut().zip(specs) {
+        let Some(saved) = init.tasks.iter().find(|t| t.name == task.name) else {
+            continue;
+        };
+        let sorted = |labels: &[String]| {
+            let mut labels = labels.to_vec();
+            labels.sort();
+            labels
+        };
+        if spec.labels.is_none() && sorted(&saved.labels) == sorted(&task.labels) {
+            task.labels = saved.labels.clone();
+        }
+    }
 }
 
 /// Optimiser steps of an epoch of `batches` planned batches.

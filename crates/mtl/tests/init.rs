@@ -1,0 +1,238 @@
+//! `mtl train --init`: adding a task to a trained model. Heads of tasks the new run does not
+//! train are carried over bit for bit; with the encoder frozen their predictions are the same;
+//! a task whose labels differ from the saved model's is refused.
+
+mod common;
+
+use std::path::Path;
+
+use common::{assert_fails_with, mtl, tiny_dir};
+use mtl_bert::Backend;
+use mtl_bert::checkpoint::collect_tensors;
+use mtl_data::rng::SplitMix64;
+use mtl_model::MultiTaskClassifier;
+
+/// A directory of train/valid JSONL splits whose label is signalled by cue words.
+fn write_task(dir: &Path, classes: &[(&str, &[&str])], seed: u64) {
+    let filler = ["the", "a", "of", "to", "and", "in", "is", "it"];
+    let mut rng = SplitMix64::new(seed);
+    std::fs::create_dir_all(dir).unwrap();
+    for (split, n) in [("train", 64), ("valid", 16)] {
+        let mut lines = String::new();
+        for _ in 0..n {
+            let (label, cues) = classes[rng.below(classes.len() as u64) as usize];
+            let mut words = vec![cues[rng.below(cues.len() as u64) as usize]];
+            words.extend((0..1 + rng.below(6)).map(|_| filler[rng.below(8) as usize]));
+            rng.shuffle(&mut words);
+            let line = serde_json::json!({"text": words.join(" "), "label": label});
+            lines += &format!("{line}\n");
+        }
+        std::fs::write(dir.join(format!("{split}.jsonl")), lines).unwrap();
+    }
+}
+
+fn train(args: &[String]) -> std::process::Output {
+    let common = [
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--max-seq-length",
+        "32",
+    ];
+    mtl()
+        .arg("train")
+        .args(args)
+        .args(common)
+        .args(["--encoder-lr", "1e-3", "--head-lr", "1e-2"])
+        .output()
+        .unwrap()
+}
+
+fn train_ok(args: &[String]) -> String {
+    let output = train(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "mtl train {args:?} failed:\n{stderr}"
+    );
+    stderr
+}
+
+/// The tensors of a saved model whose names start with `prefix`.
+fn tensors(model: &Path, prefix: &str) -> Vec<(String, Vec<f32>)> {
+    let device = Backend::default_compiled().device(0).unwrap();
+    let classifier = MultiTaskClassifier::load(model, &device).unwrap();
+    let names = classifier.config().task_names();
+    let mut out = Vec::new();
+    for (name, head) in names.iter().zip(&classifier.model.heads) {
+        out.extend(collect_tensors(head, |p| format!("heads.{name}.{p}")));
+    }
+    out.extend(collect_tensors(&classifier.model.encoder, |p| {
+        format!("encoder.{p}")
+    }));
+    out.into_iter()
+        .map(|t| {
+            let (name, _, _, _, bytes) = t.into_parts().unwrap();
+            let values = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()));
+            (name, values.collect::<Vec<f32>>())
+        })
+        .filter(|(name, _)| name.starts_with(prefix))
+        .collect()
+}
+
+fn predictions(model: &Path, task: &str) -> String {
+    let output = mtl()
+        .args([
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--task",
+            task,
+        ])
+        .args([
+            "--format",
+            "jsonl",
+            "team win",
+            "new phone",
+            "the game of it",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    first: std::path::PathBuf,
+}
+
+/// A model trained on `topic` and `sentiment`, and the data of a third task, `mood`.
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    write_task(
+        &root.join("topic"),
+        &[
+            ("sport", &["team", "win", "game"]),
+            ("tech", &["phone", "new", "app"]),
+        ],
+        1,
+    );
+    write_task(
+        &root.join("sentiment"),
+        &[
+            ("negative", &["bad", "awful"]),
+            ("positive", &["good", "great"]),
+        ],
+        2,
+    );
+    write_task(
+        &root.join("mood"),
+        &[("calm", &["quiet", "still"]), ("tense", &["loud", "rush"])],
+        3,
+    );
+    let first = root.join("first");
+    let tiny = tiny_dir().display().to_string();
+    train_ok(&[
+        "--model".into(),
+        tiny,
+        "--task".into(),
+        format!("topic={}", root.join("topic").display()),
+        "--task".into(),
+        format!("sentiment={}", root.join("sentiment").display()),
+        "--output".into(),
+        first.display().to_string(),
+    ]);
+    Setup {
+        _dir: dir,
+        root,
+        first,
+    }
+}
+
+#[test]
+fn a_new_task_on_a_frozen_encoder_keeps_the_old_tasks_bit_for_bit() {
+    let setup = setup();
+    let second = setup.root.join("second");
+    let stderr = train_ok(&[
+        "--init".into(),
+        setup.first.join("best").display().to_string(),
+        "--task".into(),
+        format!("mood={}", setup.root.join("mood").display()),
+        "--freeze".into(),
+        "encoder".into(),
+        "--output".into(),
+        second.display().to_string(),
+    ]);
+    assert!(stderr.contains("task topic of "), "{stderr}");
+    let (old, new) = (setup.first.join("best"), second.join("best"));
+    let device = Backend::default_compiled().device(0).unwrap();
+    let model = MultiTaskClassifier::load(&new, &device).unwrap();
+    assert_eq!(model.config().task_names(), ["mood", "topic", "sentiment"]);
+    for prefix in ["heads.topic.", "heads.sentiment.", "encoder."] {
+        let (a, b) = (tensors(&old, prefix), tensors(&new, prefix));
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{prefix} changed");
+    }
+    for task in ["topic", "sentiment"] {
+        assert_eq!(predictions(&old, task), predictions(&new, task), "{task}");
+    }
+    assert_ne!(tensors(&new, "heads.mood."), tensors(&old, "heads.mood."));
+}
+
+#[test]
+fn continued_tasks_train_from_their_heads_and_others_are_carried() {
+    let setup = setup();
+    let second = setup.root.join("second");
+    train_ok(&[
+        "--init".into(),
+        setup.first.join("best").display().to_string(),
+        "--task".into(),
+        format!("sentiment={}", setup.root.join("sentiment").display()),
+        "--task".into(),
+        format!("mood={}", setup.root.join("mood").display()),
+        "--output".into(),
+        second.display().to_string(),
+    ]);
+    let (old, new) = (setup.first.join("best"), second.join("best"));
+    assert_eq!(tensors(&old, "heads.topic."), tensors(&new, "heads.topic."));
+    assert_ne!(
+        tensors(&old, "heads.sentiment."),
+        tensors(&new, "heads.sentiment.")
+    );
+    assert_ne!(tensors(&old, "encoder."), tensors(&new, "encoder."));
+}
+
+#[test]
+fn a_task_with_other_labels_than_the_saved_model_is_refused() {
+    let setup = setup();
+    let output = train(&[
+        "--init".into(),
+        setup.first.join("best").display().to_string(),
+        "--task".into(),
+        format!("topic={}", setup.root.join("mood").display()),
+        "--output".into(),
+        setup.root.join("second").display().to_string(),
+    ]);
+    assert_fails_with(
+        &output,
+        "cannot continue from this model: task topic has the labels [sport, tech] there but [calm, tense] here",
+    );
+    assert!(!setup.root.join("second").exists());
+    let both = train(&[
+        "--init".into(),
+        setup.first.join("best").display().to_string(),
+        "--model".into(),
+        tiny_dir().display().to_string(),
+    ]);
+    assert_fails_with(&both, "--init");
+}
