@@ -30,6 +30,7 @@ pub mod model;
 pub mod model_dir;
 pub mod pooling;
 pub mod sentence_encoder;
+pub mod similarity;
 pub mod tokenizer;
 
 pub use backend::Backend;

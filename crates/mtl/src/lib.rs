@@ -1,5 +1,5 @@
 //! The `mtl` command line: sentence embeddings (`embed`, `similarity`), multi-task training
-//! (`train`), evaluation (`eval`) and prediction (`predict`). The binary is `src/main.rs`; the
+//! (`train`), evaluation (`eval`), prediction (`predict`) and serving (`serve`). The binary is `src/main.rs`; the
 //! commands live here so tests can call them. This crate holds flags, terminal output, plots
 //! and file formats; the work is done by the libraries (`mtl-bert`, `mtl-model`, `mtl-data`,
 //! `mtl-train`).
@@ -12,6 +12,7 @@ pub mod eval;
 pub mod plot;
 pub mod predict;
 pub mod progress;
+pub mod serve;
 pub mod similarity;
 pub mod text_input;
 pub mod train;

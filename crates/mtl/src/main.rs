@@ -23,6 +23,7 @@ enum Command {
     Train(Box<mtl::train::TrainArgs>),
     Eval(mtl::eval::EvalArgs),
     Predict(mtl::predict::PredictArgs),
+    Serve(Box<mtl::serve::ServeArgs>),
 }
 
 /// Runs the command; an error prints as `error: what failed: why` (its whole chain of
@@ -45,5 +46,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => mtl::train::run(&args).map(drop),
         Command::Eval(args) => mtl::eval::run(&args).map(drop),
         Command::Predict(args) => mtl::predict::run(&args),
+        Command::Serve(args) => mtl::serve::run(&args),
     }
 }

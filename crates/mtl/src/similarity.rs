@@ -6,6 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
+use mtl_bert::similarity::cosine_matrix;
+
 use crate::embed::{ignore_broken_pipe, text_error};
 use crate::encoder_args::EncoderArgs;
 use crate::progress::EmbedProgress;
@@ -77,40 +79,6 @@ pub fn run(args: &SimilarityArgs) -> Result<()> {
     )
 }
 
-/// The cosine similarity of every pair of vectors, accumulated in f64. A zero vector has
-/// similarity 0 with everything, itself included (as sentence-transformers' `cos_sim`).
-pub fn cosine_matrix(vectors: &[&[f32]]) -> Vec<Vec<f32>> {
-    let norms: Vec<f64> = vectors
-        .iter()
-        .map(|v| {
-            v.iter()
-                .map(|&x| f64::from(x) * f64::from(x))
-                .sum::<f64>()
-                .sqrt()
-        })
-        .collect();
-    let n = vectors.len();
-    let mut matrix = vec![vec![0.0f32; n]; n];
-    for i in 0..n {
-        for j in i..n {
-            let dot: f64 = vectors[i]
-                .iter()
-                .zip(vectors[j])
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                .sum();
-            let denominator = norms[i] * norms[j];
-            let cosine = if denominator > 0.0 {
-                (dot / denominator) as f32
-            } else {
-                0.0
-            };
-            matrix[i][j] = cosine;
-            matrix[j][i] = cosine;
-        }
-    }
-    matrix
-}
-
 impl SimilarityMatrix {
     /// A numbered list of the texts, then the matrix with 4 decimals, rows and columns
     /// numbered alike.
@@ -143,20 +111,6 @@ impl SimilarityMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cosine_is_symmetric_with_unit_diagonal() {
-        let a = [1.0f32, 0.0, 0.0];
-        let b = [1.0f32, 1.0, 0.0];
-        let c = [-2.0f32, 0.0, 0.0];
-        let zero = [0.0f32; 3];
-        let m = cosine_matrix(&[&a, &b, &c, &zero]);
-        assert!((m[0][0] - 1.0).abs() < 1e-7 && (m[1][1] - 1.0).abs() < 1e-7);
-        assert!((m[0][1] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-7);
-        assert_eq!(m[0][1], m[1][0]);
-        assert!((m[0][2] + 1.0).abs() < 1e-7);
-        assert_eq!(m[3], vec![0.0; 4]);
-    }
 
     #[test]
     fn table_numbers_texts_and_aligns_values() {

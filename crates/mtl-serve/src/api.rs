@@ -1,0 +1,203 @@
+//! The JSON bodies of every route: OpenAI's embeddings API, TEI's `/embed`, and this server's
+//! `/predict`, `/similarity` and `/info`.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// One text or several.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Input {
+    /// One text.
+    One(String),
+    /// Several texts.
+    Many(Vec<String>),
+}
+
+impl Input {
+    /// The texts, in order.
+    pub fn into_texts(self) -> Vec<String> {
+        match self {
+            Self::One(text) => vec![text],
+            Self::Many(texts) => texts,
+        }
+    }
+}
+
+/// How `/v1/embeddings` writes each embedding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    /// A JSON array of numbers.
+    #[default]
+    Float,
+    /// The little-endian f32 bytes in standard base64 (what the `openai` Python client asks
+    /// for by default).
+    Base64,
+}
+
+/// `POST /v1/embeddings` (OpenAI).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct EmbeddingsRequest {
+    /// The text or texts to embed.
+    pub input: Input,
+    /// The model name; any name is accepted (this server serves one model).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `float` (default) or `base64`.
+    #[serde(default)]
+    pub encoding_format: EncodingFormat,
+    /// Keep only the first this many dimensions (re-normalised when the model normalises).
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// An end-user id (accepted and ignored).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// One embedding of [`EmbeddingsResponse`].
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EmbeddingData {
+    /// Always `embedding`.
+    pub object: String,
+    /// The input's position.
+    pub index: usize,
+    /// The numbers, or their base64 bytes.
+    pub embedding: EmbeddingValue,
+}
+
+/// An embedding as floats or base64.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EmbeddingValue {
+    /// `encoding_format: float`.
+    Float(Vec<f32>),
+    /// `encoding_format: base64`.
+    Base64(String),
+}
+
+/// Tokens read, as OpenAI counts them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Usage {
+    /// Tokens of every input (special tokens included, after truncation).
+    pub prompt_tokens: usize,
+    /// The same.
+    pub total_tokens: usize,
+}
+
+/// The answer of `POST /v1/embeddings`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EmbeddingsResponse {
+    /// Always `list`.
+    pub object: String,
+    /// One embedding per input, in order.
+    pub data: Vec<EmbeddingData>,
+    /// The served model's name.
+    pub model: String,
+    /// Tokens read.
+    pub usage: Usage,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /embed` (text-embeddings-inference).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct EmbedRequest {
+    /// The text or texts to embed.
+    pub inputs: Input,
+    /// L2-normalise the embeddings. Default: true.
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    /// Truncate inputs longer than the model's maximum; with `false` they are an error (422).
+    /// Default: true.
+    #[serde(default = "yes")]
+    pub truncate: bool,
+}
+
+/// `POST /similarity`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct SimilarityRequest {
+    /// The texts to compare (at least one).
+    pub inputs: Vec<String>,
+}
+
+/// `POST /predict`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct PredictRequest {
+    /// The text or texts to classify.
+    pub inputs: Input,
+    /// Only these tasks, in this order. Default: every task of the model.
+    #[serde(default)]
+    pub tasks: Option<Vec<String>>,
+}
+
+/// A label's probability.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LabelProbability {
+    /// The label.
+    pub label: String,
+    /// Its probability (softmax of the head's logits).
+    pub probability: f32,
+}
+
+/// One task's prediction for one input.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskPrediction {
+    /// The task.
+    pub task: String,
+    /// The most probable label.
+    pub label: String,
+    /// Its probability.
+    pub probability: f32,
+    /// Every label's probability, in the head's label order.
+    pub probabilities: Vec<LabelProbability>,
+}
+
+/// A task of the served model.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskInfo {
+    /// The task's name.
+    pub name: String,
+    /// Its labels, in the head's order.
+    pub labels: Vec<String>,
+}
+
+/// `GET /info`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Info {
+    /// The served model's name.
+    pub model: String,
+    /// The embedding width.
+    pub dim: usize,
+    /// The pooling of the embeddings (`mean`, `cls`, `max` or `pooler`).
+    pub pooling: String,
+    /// Whether `/v1/embeddings` L2-normalises (the model's default).
+    pub normalize: bool,
+    /// The longest input in tokens; longer ones are truncated.
+    pub max_input_tokens: usize,
+    /// The tasks of a multi-task model (empty for an embedding model).
+    pub tasks: Vec<TaskInfo>,
+    /// The compute backend and device.
+    pub backend: String,
+    /// Padded tokens per model batch at most.
+    pub max_batch_tokens: usize,
+    /// Requests in flight at most; more are answered 429.
+    pub max_concurrent_requests: usize,
+    /// Inputs per request at most.
+    pub max_inputs: usize,
+    /// Characters per input at most.
+    pub max_input_chars: usize,
+    /// Bytes per request body at most.
+    pub max_body_bytes: usize,
+    /// This server's version.
+    pub version: String,
+}
+
+/// `GET /health` when ready.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}

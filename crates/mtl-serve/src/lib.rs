@@ -1,0 +1,205 @@
+//! An HTTP inference server for sentence embeddings and multi-task predictions, the library
+//! behind `mtl serve` (a program can embed it).
+//!
+//! Routes: `POST /v1/embeddings` (OpenAI's embeddings API), `POST /embed` (text-embeddings-
+//! inference), `POST /predict` (a model trained by `mtl train`), `POST /similarity`,
+//! `GET /health`, `GET /info`, `GET /metrics` (Prometheus), `GET /openapi.json`. Errors are
+//! `{"error": {"message", "type"}}` as in the OpenAI API.
+//!
+//! The model runs on one thread of its own ([`worker`]) that batches the texts of concurrent
+//! requests together (up to [`Limits::max_batch_tokens`] padded tokens, longest first); the
+//! async threads only parse, check and tokenize. At most
+//! [`Limits::max_concurrent_requests`] model requests are in flight; more are answered 429 at
+//! once.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), mtl_serve::Error> {
+//! let device = mtl_bert::Backend::Flex.device(0).unwrap();
+//! let config = mtl_serve::ServeConfig::new("runs/default/best", device);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.unwrap();
+//! mtl_serve::serve(config, listener, mtl_serve::shutdown_signal()).await
+//! # }
+//! ```
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod worker;
+
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mtl_bert::burn::prelude::Device;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use error::{ApiError, Error};
+pub use routes::ApiDoc;
+
+/// What the server accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Padded tokens per model batch at most (texts × the batch's longest). Default: 16384.
+    pub max_batch_tokens: usize,
+    /// Model requests in flight at most; more are answered 429. Default: 512.
+    pub max_concurrent_requests: usize,
+    /// Inputs per request at most; more are answered 413. Default: 2048 (as OpenAI's API).
+    pub max_inputs: usize,
+    /// Characters per input at most; more are answered 413. Default: 100,000.
+    pub max_input_chars: usize,
+    /// Bytes per request body at most; more are answered 413. Default: 2 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_batch_tokens: 16_384,
+            max_concurrent_requests: 512,
+            max_inputs: 2048,
+            max_input_chars: 100_000,
+            max_body_bytes: 2 << 20,
+        }
+    }
+}
+
+/// Everything the server needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The model directory: a sentence encoder (Hugging Face / sentence-transformers layout),
+    /// or a model saved by `mtl train` (then `/predict` serves its tasks too).
+    pub model_dir: PathBuf,
+    /// The name `/v1/embeddings` and `/info` report. Default: the directory's name.
+    pub model_name: String,
+    /// The device the model runs on.
+    pub device: Device,
+    /// The backend and device in words, for `/info`. Default: the device's debug form.
+    pub backend: String,
+    /// What requests may be.
+    pub limits: Limits,
+    /// The bearer token every route but `/health` then needs. Required when the server
+    /// listens on an address other than loopback.
+    pub api_key: Option<String>,
+}
+
+impl ServeConfig {
+    /// The model in `model_dir` on `device`, with the default limits and no API key.
+    pub fn new(model_dir: impl Into<PathBuf>, device: Device) -> Self {
+        let model_dir = model_dir.into();
+        let model_name = model_dir
+            .file_name()
+            .map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
+        Self {
+            model_name,
+            backend: format!("{device:?}"),
+            model_dir,
+            device,
+            limits: Limits::default(),
+            api_key: None,
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting, finishes the
+/// requests in flight and returns.
+///
+/// The model loads on its own thread while the server already answers (`/health` is 503
+/// until it is loaded); a model that fails to load stops the server with that error.
+pub async fn serve(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let address = listener.local_addr().map_err(|source| Error::Io {
+        context: "reading the listening address".into(),
+        source,
+    })?;
+    if config.api_key.is_none() && !address.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "listening on {address}, which is not a loopback address, needs an API key \
+             (--api-key or MTL_API_KEY)"
+        )));
+    }
+    if config.limits.max_concurrent_requests == 0 || config.limits.max_batch_tokens == 0 {
+        return Err(Error::Config(
+            "max concurrent requests and max batch tokens must be at least 1".into(),
+        ));
+    }
+    let metrics = Arc::new(metrics::Metrics::new());
+    let (ready_tx, ready) = oneshot::channel();
+    let (worker, thread) = worker::Worker::start(
+        config.model_dir.clone(),
+        config.device.clone(),
+        config.limits.max_batch_tokens,
+        metrics.clone(),
+        ready_tx,
+    )
+    .map_err(|source| Error::Io {
+        context: "starting the model thread".into(),
+        source,
+    })?;
+    let state = Arc::new(routes::Shared::new(&config, worker, metrics));
+    let app = routes::router(state.clone());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = stopped => {}
+        }
+    });
+    let server = tokio::spawn(server.into_future());
+    tracing::info!(%address, model = %config.model_dir.display(), "listening; loading the model");
+    let loaded = match ready.await {
+        Ok(Ok(info)) => {
+            tracing::info!(dim = info.dim, "model loaded: ready");
+            let _ = state.model.set(info);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(Error::Config("the model thread ended while loading".into())),
+    };
+    // Dropping `stop` (after a failed load) ends the server; it lives until the server ends.
+    let stop = loaded.is_ok().then_some(stop);
+    let served = server.await;
+    drop(stop);
+    drop(state);
+    loaded?;
+    served
+        .map_err(|e| Error::Io {
+            context: "the server task".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| Error::Io {
+            context: format!("serving on {address}"),
+            source,
+        })?;
+    // The router and its handles are gone: the model thread's queue is closed.
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or, on Unix, SIGTERM: the usual end of a server.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing the requests in flight");
+}

@@ -1,0 +1,523 @@
+//! The server on loopback, called with a real HTTP client: every route's answers and errors,
+//! embeddings equal to `SentenceEncoder`'s alone and batched with other requests, predictions
+//! equal to `MultiTaskClassifier::predict`, 429 under a flood, the API key.
+
+#[path = "../../../tests/support/compare.rs"]
+mod compare;
+#[path = "../../../tests/support/fixtures.rs"]
+mod fixtures;
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use base64::Engine;
+use compare::max_abs_diff;
+use fixtures::tiny_dir;
+use mtl_bert::{Backend, EncodeOptions, SentenceEncoder};
+use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
+use mtl_serve::{Limits, ServeConfig};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A server on a free loopback port, stopped (gracefully) when dropped.
+struct Server {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), mtl_serve::Error>>>,
+}
+
+impl Server {
+    fn start(config: ServeConfig) -> Self {
+        let (address, bound) = mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                address.send(listener.local_addr().unwrap()).unwrap();
+                mtl_serve::serve(config, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let base = format!("http://{}", bound.recv().unwrap());
+        let server = Self {
+            base,
+            stop: Some(stop),
+            thread: Some(thread),
+        };
+        for _ in 0..600 {
+            if server.get("/health").0 == 200 {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the server was not ready within 30 s");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        answer(ureq::get(&self.url(path)).call())
+    }
+
+    fn post(&self, path: &str, body: &str) -> (u16, String) {
+        answer(
+            ureq::post(&self.url(path))
+                .set("Content-Type", "application/json")
+                .send_string(body),
+        )
+    }
+
+    fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let (status, text) = self.post(path, &body.to_string());
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered {status} with no JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    /// POSTs a JSON body of `length` bytes from one thread while reading the response on
+    /// another (the server may answer, and close, before the body is all sent); returns the
+    /// whole response.
+    fn raw_post(&self, path: &str, length: usize) -> String {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://").to_owned();
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        );
+        let sender = std::thread::spawn(move || {
+            let mut body = b"{\"inputs\": [\"".to_vec();
+            body.resize(length - 3, b'a');
+            body.extend(b"\"]}");
+            let _ = writer.write_all(head.as_bytes());
+            let _ = writer.write_all(&body);
+        });
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let _ = sender.join();
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// Stops the server and returns how `serve` ended.
+    fn stop(mut self) -> Result<(), mtl_serve::Error> {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
+    match result {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
+        Err(e) => panic!("request failed: {e}"),
+    }
+}
+
+fn device() -> mtl_bert::burn::prelude::Device {
+    Backend::default_compiled().device(0).unwrap()
+}
+
+fn texts() -> Vec<String> {
+    [
+        "the team won the game",
+        "a new phone from the market",
+        "it is a bad day",
+        "the",
+        "play win win team good great new tech phone the of to",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `encoder`'s embeddings of `texts`, with `normalize`.
+fn expected(encoder: &SentenceEncoder, texts: &[String], normalize: bool) -> Vec<Vec<f32>> {
+    let options = EncodeOptions {
+        normalize: Some(normalize),
+        ..EncodeOptions::default()
+    };
+    let embeddings = encoder.encode(texts, &options).unwrap();
+    embeddings.rows().map(<[f32]>::to_vec).collect()
+}
+
+fn rows(value: &Value) -> Vec<Vec<f32>> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_rows_close(actual: &[Vec<f32>], expected: &[Vec<f32>]) {
+    assert_eq!(actual.len(), expected.len());
+    for (a, e) in actual.iter().zip(expected) {
+        let difference = max_abs_diff(a, e);
+        assert!(difference <= 1e-6, "embeddings differ by {difference}");
+    }
+}
+
+fn assert_error(status: u16, body: &Value, expected_status: u16, message: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    let text = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(text.contains(message), "{message:?} not in {body}");
+    assert!(body["error"]["type"].is_string(), "{body}");
+}
+
+#[test]
+fn embeddings_equal_the_sentence_encoders_alone_and_batched_with_other_requests() {
+    let server = Server::start(ServeConfig::new(tiny_dir(), device()));
+    let encoder = SentenceEncoder::load(tiny_dir(), &device()).unwrap();
+    let texts = texts();
+    let normalize = encoder.defaults().normalize;
+
+    let (status, body) = server.post_json(
+        "/v1/embeddings",
+        &json!({"input": texts, "model": "tiny-bert"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "tiny-bert");
+    let data: Vec<Value> = body["data"].as_array().unwrap().clone();
+    assert!(
+        data.iter()
+            .enumerate()
+            .all(|(i, d)| d["index"] == i && d["object"] == "embedding")
+    );
+    let embeddings: Vec<Value> = data.iter().map(|d| d["embedding"].clone()).collect();
+    assert_rows_close(
+        &rows(&Value::Array(embeddings)),
+        &expected(&encoder, &texts, normalize),
+    );
+    let tokens: usize = encoder
+        .tokenizer()
+        .encode(&texts)
+        .unwrap()
+        .iter()
+        .map(|e| e.len())
+        .sum();
+    assert_eq!(body["usage"]["prompt_tokens"], tokens);
+    assert_eq!(body["usage"]["total_tokens"], tokens);
+
+    for normalize in [true, false] {
+        let (status, body) =
+            server.post_json("/embed", &json!({"inputs": texts, "normalize": normalize}));
+        assert_eq!(status, 200, "{body}");
+        assert_rows_close(&rows(&body), &expected(&encoder, &texts, normalize));
+    }
+    let (_, one) = server.post_json("/embed", &json!({"inputs": "the team won the game"}));
+    assert_rows_close(&rows(&one), &expected(&encoder, &texts[..1], true));
+
+    // Eight clients at once, each with its own texts: batched together, answered apart.
+    let server = &server;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|client| {
+                let encoder = &encoder;
+                let mine: Vec<String> = (0..1 + client % 4)
+                    .map(|i| format!("{} {}", texts[(client + i) % texts.len()], "win ".repeat(i)))
+                    .collect();
+                scope.spawn(move || {
+                    let (status, body) =
+                        server.post_json("/embed", &json!({"inputs": mine, "normalize": false}));
+                    assert_eq!(status, 200, "{body}");
+                    assert_rows_close(&rows(&body), &expected(encoder, &mine, false));
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+    });
+}
+
+#[test]
+fn base64_dimensions_and_similarity() {
+    let server = Server::start(ServeConfig::new(tiny_dir(), device()));
+    let texts = texts();
+    let (_, floats) = server.post_json("/v1/embeddings", &json!({"input": texts}));
+    let (status, encoded) = server.post_json(
+        "/v1/embeddings",
+        &json!({"input": texts, "encoding_format": "base64"}),
+    );
+    assert_eq!(status, 200, "{encoded}");
+    for (f, b) in floats["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(encoded["data"].as_array().unwrap())
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b["embedding"].as_str().unwrap())
+            .unwrap();
+        let decoded: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let expected: Vec<f32> = f["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(decoded, expected);
+    }
+    let (status, short) = server.post_json(
+        "/v1/embeddings",
+        &json!({"input": "the team", "dimensions": 8}),
+    );
+    assert_eq!(status, 200, "{short}");
+    assert_eq!(short["data"][0]["embedding"].as_array().unwrap().len(), 8);
+    for bad in [0, 33] {
+        let (status, body) = server.post_json(
+            "/v1/embeddings",
+            &json!({"input": "the team", "dimensions": bad}),
+        );
+        assert_error(status, &body, 422, "dimensions");
+    }
+    let (status, matrix) = server.post_json("/similarity", &json!({"inputs": texts}));
+    assert_eq!(status, 200, "{matrix}");
+    let matrix = rows(&matrix);
+    assert_eq!(matrix.len(), texts.len());
+    for (i, row) in matrix.iter().enumerate() {
+        assert!((row[i] - 1.0).abs() < 1e-5, "{row:?}");
+        for (j, value) in row.iter().enumerate() {
+            assert!((value - matrix[j][i]).abs() < 1e-7 && value.is_finite());
+        }
+    }
+}
+
+/// A two-task model with seeded heads on the tiny encoder, saved in `dir`.
+fn save_two_task_model(dir: &Path) {
+    let config = MtlConfig::new(vec![
+        TaskConfig::new("topic", &["sport", "tech", "world"]),
+        TaskConfig::new("mood", &["negative", "positive"]),
+    ]);
+    MultiTaskClassifier::from_pretrained(tiny_dir(), config, 7, &device())
+        .unwrap()
+        .save(dir)
+        .unwrap();
+}
+
+#[test]
+fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
+    let saved = tempfile::tempdir().unwrap();
+    let dir = saved.path().join("two-tasks");
+    save_two_task_model(&dir);
+    let classifier = MultiTaskClassifier::load(&dir, &device()).unwrap();
+    let texts = texts();
+    let expected = classifier.predict(&texts, None, 32).unwrap();
+    let server = Server::start(ServeConfig::new(&dir, device()));
+
+    let (status, body) = server.post_json("/predict", &json!({"inputs": texts}));
+    assert_eq!(status, 200, "{body}");
+    for (answer, expected) in body.as_array().unwrap().iter().zip(&expected) {
+        for (task, p) in answer.as_array().unwrap().iter().zip(expected) {
+            assert_eq!(task["task"], p.task.as_str());
+            assert_eq!(task["label"], p.label.as_str());
+            let probabilities: Vec<f32> = task["probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["probability"].as_f64().unwrap() as f32)
+                .collect();
+            assert!(max_abs_diff(&probabilities, &p.probabilities) <= 1e-6);
+            assert_eq!(
+                task["probability"].as_f64().unwrap() as f32,
+                p.probabilities[p.label_index]
+            );
+        }
+    }
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"inputs": "the team", "tasks": ["mood"]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[0].as_array().unwrap().len(), 1);
+    assert_eq!(body[0][0]["task"], "mood");
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"inputs": "the team", "tasks": ["colour"]}),
+    );
+    assert_error(
+        status,
+        &body,
+        422,
+        "unknown task \"colour\" (this model's tasks: topic, mood)",
+    );
+    let (status, info) = server.post_json("/info", &json!({}));
+    assert_eq!(status, 405, "{info}");
+    let (_, info) = server.get("/info");
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["tasks"][1]["labels"], json!(["negative", "positive"]));
+    drop(server);
+
+    let embedding_only = Server::start(ServeConfig::new(tiny_dir(), device()));
+    let (status, body) = embedding_only.post_json("/predict", &json!({"inputs": "the team"}));
+    assert_error(status, &body, 400, "embedding model without tasks");
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_server_goes_on() {
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.limits.max_inputs = 100;
+    let server = Server::start(config);
+    let json_error = |(status, text): (u16, String), expected: u16| {
+        assert_eq!(status, expected, "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert!(body["error"]["message"].is_string(), "{body}");
+    };
+    json_error(server.post("/embed", "{\"inputs\": [\"a\""), 400);
+    json_error(server.post("/embed", "{\"inputs\": 3}"), 422);
+    json_error(server.post("/v1/embeddings", "{\"input\": [1, 2]}"), 422);
+    json_error(server.post("/v1/embeddings", "{}"), 422);
+    json_error(server.get("/nowhere"), 404);
+    let (status, body) = server.post_json("/embed", &json!({"inputs": []}));
+    assert_error(status, &body, 422, "no input");
+    let (status, body) = server.post_json("/embed", &json!({"inputs": ["a", ""]}));
+    assert_error(status, &body, 422, "input 1 is an empty string");
+    let many: Vec<&str> = vec!["a"; 100_000];
+    let (status, body) = server.post_json("/embed", &json!({"inputs": many}));
+    assert!(status == 413, "{status} {body}");
+    let (status, body) = server.post_json("/embed", &json!({"inputs": vec!["a"; 101]}));
+    assert_error(status, &body, 413, "101 inputs, more than the limit of 100");
+    // A 10 MB body: answered 413 once the limit (2 MiB) is passed.
+    let response = server.raw_post("/embed", 10 << 20);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("\"error\""), "{response}");
+    let long = "win ".repeat(200);
+    let (status, body) = server.post_json("/embed", &json!({"inputs": [long], "truncate": false}));
+    assert_error(status, &body, 422, "input 0 is longer than the model's");
+    let (status, _) = server.post_json("/embed", &json!({"inputs": [long]}));
+    assert_eq!(status, 200, "truncated by default");
+    assert_eq!(server.get("/health").0, 200);
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("mtl_requests_total{route=\"/embed\",status=\"413\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mtl_texts_total"), "{metrics}");
+    let (status, document) = server.get("/openapi.json");
+    assert_eq!(status, 200);
+    let document: Value = serde_json::from_str(&document).unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/embeddings",
+        "/embed",
+        "/predict",
+        "/similarity",
+        "/health",
+        "/info",
+        "/metrics",
+    ] {
+        assert!(
+            document["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    server.stop().unwrap();
+}
+
+#[test]
+fn a_flood_beyond_the_limit_gets_429_while_health_answers() {
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.limits = Limits {
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    };
+    let server = Server::start(config);
+    let texts: Vec<String> = (0..512)
+        .map(|i| format!("the team won game {i} ").repeat(4))
+        .collect();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| server.post_json("/embed", &json!({"inputs": texts})).0))
+            .collect();
+        let health = server.get("/health").0;
+        assert_eq!(health, 200);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|s| [200, 429].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429),
+        "no request was refused: {statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    let (status, body) = server.post_json("/embed", &json!({"inputs": ["after the flood"]}));
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn an_api_key_guards_every_route_but_health() {
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.api_key = Some("secret".into());
+    let server = Server::start(config);
+    let (status, body) = server.post_json("/embed", &json!({"inputs": "a"}));
+    assert_error(status, &body, 401, "API key");
+    let with_key = |key: &str| {
+        answer(
+            ureq::post(&server.url("/embed"))
+                .set("Authorization", &format!("Bearer {key}"))
+                .set("Content-Type", "application/json")
+                .send_string("{\"inputs\": \"a\"}"),
+        )
+        .0
+    };
+    assert_eq!(with_key("secret"), 200);
+    assert_eq!(with_key("secreT"), 401);
+    assert_eq!(server.get("/health").0, 200);
+    assert_eq!(server.get("/info").0, 401);
+}
+
+#[test]
+fn a_public_address_needs_a_key_and_a_missing_model_is_an_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let config = ServeConfig::new(tiny_dir(), device());
+        mtl_serve::serve(config, listener, std::future::pending()).await
+    });
+    let message = error.unwrap_err().to_string();
+    assert!(message.contains("needs an API key"), "{message}");
+    let error = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = ServeConfig::new("/nonexistent/model", device());
+        mtl_serve::serve(config, listener, std::future::pending()).await
+    });
+    let message = error.unwrap_err().to_string();
+    assert!(
+        message.contains("loading the model in /nonexistent/model"),
+        "{message}"
+    );
+}

@@ -1,0 +1,110 @@
+//! `mtl serve`: the HTTP server of `mtl-serve` on a model named as for `mtl embed`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mtl_serve::{Limits, ServeConfig};
+use mtl_train::model_source::ModelSource;
+
+use crate::backend::BackendArgs;
+use crate::progress::download_bar;
+
+/// Serve a model over HTTP: OpenAI's embeddings API, TEI's /embed, /predict for models
+/// trained by mtl train, /similarity, /health, /info, /metrics and /openapi.json.
+///
+/// Concurrent requests are batched together on the model's thread. Stops on SIGINT or SIGTERM
+/// after finishing the requests in flight. Logs one line per request on standard error
+/// (RUST_LOG sets the level, default info).
+#[derive(Debug, Args)]
+#[command(after_help = "Example:
+  mtl serve --port 8080 &
+  curl -s localhost:8080/v1/embeddings -H 'Content-Type: application/json' \\
+    -d '{\"input\": [\"A man is eating food.\"], \"model\": \"all-MiniLM-L6-v2\"}'")]
+pub struct ServeArgs {
+    /// The model: a model directory (a sentence encoder, or a model saved by mtl train, whose
+    /// tasks /predict then serves), a Hugging Face hub id (owner/name), or, left out, the
+    /// default all-MiniLM-L6-v2.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Hub revision (branch, tag or commit) of a hub id in --model. Default: main.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// The address to listen on. Anything but a loopback address needs --api-key.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// The port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The bearer token every route but /health then needs (`Authorization: Bearer KEY`).
+    #[arg(long, env = "MTL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Padded tokens per model batch at most (texts times the batch's longest text).
+    #[arg(long, default_value_t = Limits::default().max_batch_tokens)]
+    pub max_batch_tokens: usize,
+    /// Model requests in flight at most; more are answered 429 Too Many Requests.
+    #[arg(long, default_value_t = Limits::default().max_concurrent_requests)]
+    pub max_concurrent_requests: usize,
+    /// Inputs per request at most; more are answered 413.
+    #[arg(long, default_value_t = Limits::default().max_inputs)]
+    pub max_inputs: usize,
+    /// Characters per input at most; more are answered 413.
+    #[arg(long, default_value_t = Limits::default().max_input_chars)]
+    pub max_input_chars: usize,
+    /// Bytes per request body at most; more are answered 413.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// The model name reported by /v1/embeddings and /info. Default: the hub id, else the
+    /// directory's name.
+    #[arg(long)]
+    pub served_model_name: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// Runs `mtl serve` until SIGINT or SIGTERM.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let source = ModelSource::parse(args.model.as_deref(), args.revision.as_deref())?;
+    let dir = source.resolve_with(&mut download_bar())?;
+    let device = args.backend.device()?;
+    let mut config = ServeConfig::new(&dir, device);
+    config.backend = format!("{} ({:?})", args.backend.backend, config.device);
+    config.model_name = match (&args.served_model_name, &source) {
+        (Some(name), _) => name.clone(),
+        (None, ModelSource::Hub { id, .. }) => id.clone(),
+        (None, _) => config.model_name,
+    };
+    config.api_key = args.api_key.clone().filter(|k| !k.is_empty());
+    config.limits = Limits {
+        max_batch_tokens: args.max_batch_tokens,
+        max_concurrent_requests: args.max_concurrent_requests,
+        max_inputs: args.max_inputs,
+        max_input_chars: args.max_input_chars,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mtl-serve-http")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let address = SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening on {address}"))?;
+        let bound = listener
+            .local_addr()
+            .context("reading the listening address")?;
+        eprintln!("listening on http://{bound}");
+        mtl_serve::serve(config, listener, mtl_serve::shutdown_signal())
+            .await
+            .context("serving")
+    })
+}
