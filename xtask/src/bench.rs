@@ -102,7 +102,7 @@ fn write_corpus(root: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn run_json(mut command: Command) -> Result<Value> {
+pub(crate) fn run_json(mut command: Command) -> Result<Value> {
     let output = command
         .output()
         .with_context(|| format!("starting {command:?}"))?;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_serve;
 
 #[derive(Parser)]
 #[command(about = "Project tasks: fetch assets, run the tests", long_about = None)]
@@ -72,6 +73,25 @@ enum Task {
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
     },
+    /// Load-test `mtl serve` (all-MiniLM-L6-v2, release build): 1, 8 and 64 clients sending
+    /// TEI `/embed` requests of 1-16 tweets back to back; with --with-python the same load on
+    /// sentence-transformers behind FastAPI/uvicorn (scripts/serve_pytorch.py), the servers
+    /// taking turns. Prints requests/s, texts/s, p50/p99 latency, errors, peak RSS, and the
+    /// offline throughput of the same tweets; writes target/bench/serve.json.
+    BenchServe {
+        /// flex (CPU, default), ndarray, wgpu, tch or cuda.
+        #[arg(long, default_value = "flex")]
+        backend: String,
+        /// Seconds of load per server and client count (after 2 s of warm-up).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Client counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        clients: Vec<usize>,
+        /// Also load the Python server (creates .cache/torch-venv on first use).
+        #[arg(long)]
+        with_python: bool,
+    },
     /// Check GPU-capable backends against the CPU: encoder outputs within 1e-4 of flex's
     /// and five training steps within 1e-3 (crates/mtl-train/tests/backends.rs). `wgpu` runs
     /// on Mesa's software Vulkan where there is no GPU; `tch` builds against the torch 2.9.0
@@ -115,6 +135,12 @@ fn main() -> Result<()> {
             repeat,
             only,
         } => bench::run(&backend, with_pytorch, repeat, &only)?,
+        Task::BenchServe {
+            backend,
+            seconds,
+            clients,
+            with_python,
+        } => bench_serve::run(&backend, seconds, &clients, with_python)?,
         Task::TestBackend { backends } => {
             fetch_model()?;
             let mut env = Vec::new();
@@ -123,7 +149,14 @@ fn main() -> Result<()> {
                 env.extend(backend_env(backend)?);
             }
             let features = backends.join(",");
+            // This build shares nothing with `cargo xtask test`'s (the backends' dependencies
+            // change the features of most crates), so its dependencies are built at opt-level
+            // 1, not 3: a third less compile time; the test's work runs in Mesa and libtorch.
+            // Autotuning tries the fewest kernels (each one is compiled by Mesa on the CPU).
+            env.push(("CUBECL_AUTOTUNE_LEVEL".into(), "minimal".into()));
             let args = [
+                "--config",
+                "profile.test.package.\"*\".opt-level=1",
                 "test",
                 "-p",
                 "mtl-train",
