@@ -40,7 +40,13 @@ impl Load {
     }
 }
 
-pub fn run(backend: &str, seconds: f64, clients: &[usize], with_python: bool) -> Result<()> {
+pub fn run(
+    backend: &str,
+    seconds: f64,
+    clients: &[usize],
+    with_python: bool,
+    max_batch_tokens: Option<usize>,
+) -> Result<()> {
     let model = fetch_model()?;
     datasets(false)?;
     let tweets = tweets(&workspace_root())?;
@@ -56,6 +62,9 @@ pub fn run(backend: &str, seconds: f64, clients: &[usize], with_python: bool) ->
         .args(["--model", &model.display().to_string()])
         .args(["--max-concurrent-requests", "4096"])
         .envs(env.iter().map(|(k, v)| (k, v)));
+    if let Some(tokens) = max_batch_tokens {
+        ours.args(["--max-batch-tokens", &tokens.to_string()]);
+    }
     let mut servers = vec![("mtl serve", start(ours, "listening on http://")?)];
     if with_python {
         let venv = torch_venv()?;

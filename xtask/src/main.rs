@@ -91,6 +91,9 @@ enum Task {
         /// Also load the Python server (creates .cache/torch-venv on first use).
         #[arg(long)]
         with_python: bool,
+        /// `mtl serve --max-batch-tokens` (default: the server's).
+        #[arg(long)]
+        max_batch_tokens: Option<usize>,
     },
     /// Check GPU-capable backends against the CPU: encoder outputs within 1e-4 of flex's
     /// and five training steps within 1e-3 (crates/mtl-train/tests/backends.rs). `wgpu` runs
@@ -140,7 +143,8 @@ fn main() -> Result<()> {
             seconds,
             clients,
             with_python,
-        } => bench_serve::run(&backend, seconds, &clients, with_python)?,
+            max_batch_tokens,
+        } => bench_serve::run(&backend, seconds, &clients, with_python, max_batch_tokens)?,
         Task::TestBackend { backends } => {
             fetch_model()?;
             let mut env = Vec::new();

@@ -41,7 +41,9 @@ pub use routes::ApiDoc;
 /// What the server accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Padded tokens per model batch at most (texts × the batch's longest). Default: 16384.
+    /// Padded tokens per model batch at most (texts × the batch's longest). Default: 2048,
+    /// the best of 1k-16k measured on a 2-core CPU (`cargo xtask bench-serve`): larger batches
+    /// ran slower there; a GPU wants more.
     pub max_batch_tokens: usize,
     /// Model requests in flight at most; more are answered 429. Default: 512.
     pub max_concurrent_requests: usize,
@@ -56,7 +58,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_batch_tokens: 16_384,
+            max_batch_tokens: 2048,
             max_concurrent_requests: 512,
             max_inputs: 2048,
             max_input_chars: 100_000,
