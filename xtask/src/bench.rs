@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: our throughput beside PyTorch's, measured in the same run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -25,7 +25,7 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
     let root = workspace_root();
     let model = fetch_model()?;
     datasets(false)?;
-    let corpus = write_corpus(&root)?;
+    let corpus = write_corpus()?;
     let (ours, env) = build_release("mtl-bench", backend)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let selected: Vec<_> = MEASUREMENTS
@@ -81,9 +81,8 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
 }
 
 /// 1,000 texts from the BBC and 1,000 from the tweets training splits, one per line.
-fn write_corpus(root: &Path) -> Result<PathBuf> {
-    let datasets =
-        std::env::var_os("MTL_DATASETS_DIR").map_or_else(|| root.join("datasets"), PathBuf::from);
+fn write_corpus() -> Result<PathBuf> {
+    let datasets = crate::datasets_dir();
     let mut lines = Vec::new();
     for name in ["bbc", "tweets"] {
         let path = datasets.join(name).join("train.jsonl");

@@ -9,7 +9,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,8 @@ struct Load {
     errors: usize,
     seconds: f64,
     latencies: Vec<f64>,
+    /// The server's resident memory after this load, MiB.
+    rss_after: f64,
 }
 
 impl Load {
@@ -46,10 +47,11 @@ pub fn run(
     clients: &[usize],
     with_python: bool,
     max_batch_tokens: Option<usize>,
+    max_concurrent_requests: usize,
 ) -> Result<()> {
     let model = fetch_model()?;
     datasets(false)?;
-    let tweets = tweets(&workspace_root())?;
+    let tweets = tweets()?;
     let corpus = mtl_assets::cache_dir().join("bench/tweets.txt");
     std::fs::create_dir_all(corpus.parent().expect("a parent"))?;
     std::fs::write(&corpus, tweets.join("\n") + "\n")?;
@@ -60,7 +62,10 @@ pub fn run(
     let mut ours = Command::new(&mtl);
     ours.args(["serve", "--port", "0", "--backend", backend])
         .args(["--model", &model.display().to_string()])
-        .args(["--max-concurrent-requests", "4096"])
+        .args([
+            "--max-concurrent-requests",
+            &max_concurrent_requests.to_string(),
+        ])
         .envs(env.iter().map(|(k, v)| (k, v)));
     if let Some(tokens) = max_batch_tokens {
         ours.args(["--max-batch-tokens", &tokens.to_string()]);
@@ -99,12 +104,13 @@ pub fn run(
             load(&server.address, &tweets, n, 2.0)?; // warm-up
             let mut measured = load(&server.address, &tweets, n, seconds)?;
             measured.server = name;
+            measured.rss_after = rss_mib(server.child.id(), "VmRSS:");
             loads.push(measured);
         }
     }
     let rss: Vec<(String, f64)> = servers
         .iter()
-        .map(|(name, s)| ((*name).to_owned(), peak_rss_mib(s.child.id())))
+        .map(|(name, s)| ((*name).to_owned(), rss_mib(s.child.id(), "VmHWM:")))
         .collect();
     for (_, mut server) in servers {
         let _ = Command::new("kill")
@@ -135,6 +141,7 @@ pub fn run(
                 "server": l.server, "clients": l.clients, "requests": l.requests,
                 "texts": l.texts, "errors": l.errors, "seconds": l.seconds,
                 "p50_ms": l.percentile(0.5) * 1e3, "p99_ms": l.percentile(0.99) * 1e3,
+                "rss_after_mib": l.rss_after,
             })
         })
         .collect();
@@ -146,18 +153,21 @@ pub fn run(
         serde_json::to_string_pretty(&results)?,
     )?;
 
-    println!("| server | clients | requests/s | texts/s | p50 ms | p99 ms | errors |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| server | clients | requests/s | texts/s | p50 ms | p99 ms | errors | RSS after, MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     for l in &loads {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} |",
             l.server,
             l.clients,
             l.requests as f64 / l.seconds,
             l.texts as f64 / l.seconds,
             l.percentile(0.5) * 1e3,
             l.percentile(0.99) * 1e3,
-            l.errors
+            l.errors,
+            l.rss_after
         );
     }
     println!();
@@ -181,10 +191,8 @@ pub fn run(
 }
 
 /// The tweets of the benchmark: the first 2,000 of the training split, one line each.
-fn tweets(root: &Path) -> Result<Vec<String>> {
-    let datasets =
-        std::env::var_os("MTL_DATASETS_DIR").map_or_else(|| root.join("datasets"), Into::into);
-    let path = Path::new(&datasets).join("tweets/train.jsonl");
+fn tweets() -> Result<Vec<String>> {
+    let path = crate::datasets_dir().join("tweets/train.jsonl");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
@@ -272,6 +280,7 @@ fn load(address: &str, tweets: &[String], n: usize, seconds: f64) -> Result<Load
                         errors: 0,
                         seconds: 0.0,
                         latencies: Vec::new(),
+                        rss_after: f64::NAN,
                     };
                     while Instant::now() < deadline {
                         state = state
@@ -315,6 +324,7 @@ fn load(address: &str, tweets: &[String], n: usize, seconds: f64) -> Result<Load
         errors: 0,
         seconds,
         latencies: Vec::new(),
+        rss_after: f64::NAN,
     };
     for result in per_client {
         let mine = result?;
@@ -384,14 +394,14 @@ impl Client {
     }
 }
 
-/// The peak resident memory of process `pid` (`VmHWM`), in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
+/// A memory figure of process `pid` in MiB: `field` `VmRSS:` (now) or `VmHWM:` (peak).
+fn rss_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)

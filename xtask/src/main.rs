@@ -94,6 +94,10 @@ enum Task {
         /// `mtl serve --max-batch-tokens` (default: the server's).
         #[arg(long)]
         max_batch_tokens: Option<usize>,
+        /// `mtl serve --max-concurrent-requests`: below the client count, the extra requests
+        /// are answered 429 (counted as errors).
+        #[arg(long, default_value_t = 4096)]
+        max_concurrent_requests: usize,
     },
     /// Check GPU-capable backends against the CPU: encoder outputs within 1e-4 of flex's
     /// and five training steps within 1e-3 (crates/mtl-train/tests/backends.rs). `wgpu` runs
@@ -144,7 +148,15 @@ fn main() -> Result<()> {
             clients,
             with_python,
             max_batch_tokens,
-        } => bench_serve::run(&backend, seconds, &clients, with_python, max_batch_tokens)?,
+            max_concurrent_requests,
+        } => bench_serve::run(
+            &backend,
+            seconds,
+            &clients,
+            with_python,
+            max_batch_tokens,
+            max_concurrent_requests,
+        )?,
         Task::TestBackend { backends } => {
             fetch_model()?;
             let mut env = Vec::new();
@@ -213,13 +225,18 @@ pub(crate) fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where the data sets are extracted: `$MTL_DATASETS_DIR`, else the checkout's `datasets/`.
+pub(crate) fn datasets_dir() -> PathBuf {
+    std::env::var_os("MTL_DATASETS_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| workspace_root().join("datasets"), PathBuf::from)
+}
+
 /// Fetches and extracts the data sets (see `Task::Datasets`) and prints their counts.
 pub(crate) fn datasets(update_manifest: bool) -> Result<()> {
     let root = workspace_root();
     let manifest = root.join("datasets").join("manifest.json");
-    let dir = std::env::var_os("MTL_DATASETS_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| root.join("datasets"), PathBuf::from);
+    let dir = datasets_dir();
     let cache = mtl_assets::cache_dir();
     let prepared = if update_manifest {
         mtl_assets::update_manifest(&dir, &cache, &manifest)

@@ -45,12 +45,33 @@ struct PoolingConfig {
     pooling_mode_max_tokens: bool,
 }
 
-#[derive(Deserialize)]
-struct ModuleEntry {
+/// One entry of sentence-transformers' `modules.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModuleEntry {
+    /// The module's class, e.g. `sentence_transformers.models.Pooling`.
     #[serde(rename = "type")]
-    kind: String,
+    pub kind: String,
+    /// Its directory, relative to the model's.
     #[serde(default)]
-    path: String,
+    pub path: String,
+}
+
+/// The pooling module's directory that `modules` lists, else `1_Pooling` (the
+/// sentence-transformers default). Only a plain relative path is taken from the file (no `..`,
+/// not absolute), so the result stays inside the model directory, whoever wrote the file.
+pub fn pooling_module_dir(modules: &[ModuleEntry]) -> &str {
+    modules
+        .iter()
+        .find(|m| m.kind.ends_with(".Pooling") && is_plain_relative(&m.path))
+        .map_or("1_Pooling", |m| m.path.as_str())
+}
+
+/// Whether `path` is a plain relative path: not empty, no `..`, `.`, root or prefix.
+pub fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 #[derive(Deserialize)]
@@ -124,10 +145,7 @@ impl ModelDir {
             Some(path) => self.read_json(&path)?,
             None => Vec::new(),
         };
-        let pooling_dir = modules
-            .iter()
-            .find(|m| m.kind.ends_with(".Pooling"))
-            .map_or("1_Pooling", |m| m.path.as_str());
+        let pooling_dir = pooling_module_dir(&modules);
         let pooling = match self.existing(&[&format!("{pooling_dir}/config.json")]) {
             Some(path) => {
                 let pooling: PoolingConfig = self.read_json(&path)?;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use hf_hub::{Cache, Repo, RepoType};
+use mtl_bert::model_dir::{ModuleEntry, is_plain_relative, pooling_module_dir};
 
 /// The revision a hub id without `--revision` resolves to.
 pub const DEFAULT_REVISION: &str = "main";
@@ -508,7 +509,7 @@ impl HubModel {
         cache: &Cache,
         name: &str,
     ) -> Result<Option<PathBuf>> {
-        if !is_relative_plain(name) {
+        if !is_plain_relative(name) {
             bail!("{name:?} is not a plain relative file name");
         }
         if let Some(path) = self.snapshot_dir(cache).map(|dir| dir.join(name))
@@ -566,7 +567,7 @@ impl HubModel {
         cache: &Cache,
         name: &str,
     ) -> Result<PathBuf, FileError> {
-        if !is_relative_plain(name) {
+        if !is_plain_relative(name) {
             return Err(anyhow!("{name:?} is not a plain relative file name").into());
         }
         let endpoint = &client.endpoint;
@@ -744,30 +745,11 @@ fn link_blob(blob: &Path, pointer: &Path, hash: &str, name: &str) -> Result<()> 
 /// The pooling module's config file, as `modules.json` places it (`1_Pooling/config.json` by
 /// default), relative to the model directory.
 fn pooling_config(dir: &Path) -> String {
-    #[derive(serde::Deserialize)]
-    struct Module {
-        #[serde(rename = "type")]
-        kind: String,
-        #[serde(default)]
-        path: String,
-    }
-    let modules: Vec<Module> = std::fs::read_to_string(dir.join("modules.json"))
+    let modules: Vec<ModuleEntry> = std::fs::read_to_string(dir.join("modules.json"))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default();
-    let pooling_dir = modules
-        .iter()
-        .find(|m| m.kind.ends_with(".Pooling") && is_relative_plain(&m.path))
-        .map_or("1_Pooling", |m| m.path.as_str());
-    format!("{pooling_dir}/config.json")
-}
-
-/// Whether `path` is a plain relative path (no `..`, not absolute), safe to request and join.
-fn is_relative_plain(path: &str) -> bool {
-    !path.is_empty()
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    format!("{}/config.json", pooling_module_dir(&modules))
 }
 
 #[cfg(test)]
