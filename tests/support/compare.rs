@@ -2,8 +2,8 @@
 //! `crates/*/tests`): NaN and infinity never pass a comparison.
 
 /// The largest absolute difference between two equally long slices; NaN as soon as either
-/// holds a NaN or an infinity, so that no tolerance accepts it (a plain
-/// `fold(0.0, f32::max)` drops NaN: `0.0f32.max(f32::NAN) == 0.0`).
+/// holds a NaN or an infinity, so that no tolerance accepts it. (Folding with the float
+/// maximum instead would drop NaN: the larger of 0 and NaN is 0 for Rust's float maximum.)
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
     let mut worst = 0.0f32;
