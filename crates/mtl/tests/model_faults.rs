@@ -174,15 +174,7 @@ fn predict_names_the_line_of_a_token_beyond_vocab_size() {
             shape[0] = 118;
         },
     );
-    let input = root.path().join("texts.txt");
-    std::fs::write(&input, "the cat\nthe cat 9\n").unwrap();
-    let output = mtl()
-        .args(["predict", "--model"])
-        .arg(&model)
-        .arg("--input")
-        .arg(&input)
-        .output()
-        .unwrap();
+    let (input, output) = predict_file(&model, root.path(), "the cat\nthe cat 9\n");
     assert_fails_with(
         &output,
         &format!(
@@ -287,15 +279,7 @@ fn predict_refuses_nan_probabilities_naming_the_text_and_task() {
             "{printed}"
         );
     }
-    let input = root.path().join("texts.txt");
-    std::fs::write(&input, "the cat\ngood\n").unwrap();
-    let output = mtl()
-        .args(["predict", "--model"])
-        .arg(&model)
-        .arg("--input")
-        .arg(&input)
-        .output()
-        .unwrap();
+    let (input, output) = predict_file(&model, root.path(), "the cat\ngood\n");
     assert_fails_with(
         &output,
         &format!("line 1 of {} (\"the cat\"), task mood:", input.display()),
@@ -312,4 +296,23 @@ fn predict_refuses_nan_probabilities_naming_the_text_and_task() {
     let printed = stdout(&output);
     assert_eq!(printed.lines().count(), 2, "{printed}");
     assert!(!printed.contains("NaN"), "{printed}");
+}
+
+/// `mtl predict --model MODEL --input DIR/texts.txt` with `texts` in that file; the file's
+/// path and the finished command.
+fn predict_file(
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    texts: &str,
+) -> (std::path::PathBuf, std::process::Output) {
+    let input = dir.join("texts.txt");
+    std::fs::write(&input, texts).unwrap();
+    let output = mtl()
+        .args(["predict", "--model"])
+        .arg(model)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    (input, output)
 }
