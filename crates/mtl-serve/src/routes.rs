@@ -169,18 +169,35 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// At most `max_concurrent_requests` model requests in flight; more are answered 429 at once,
-/// before their body is read, so a flood never queues unbounded work or memory.
+/// so a flood never queues unbounded work or memory. The refused request's body is read and
+/// dropped frame by frame first (up to `max_body_bytes`, never held whole): a client still
+/// sending it would otherwise find the connection closed and see a broken pipe, not the 429.
 async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match state.permits.clone().try_acquire_owned() {
         Ok(_permit) => next.run(request).await,
-        Err(_) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "the server has {} requests in flight, its limit: retry later",
-                state.limits.max_concurrent_requests
-            ),
-        )
-        .into_response(),
+        Err(_) => {
+            drain(request.into_body(), state.limits.max_body_bytes).await;
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "the server has {} requests in flight, its limit: retry later",
+                    state.limits.max_concurrent_requests
+                ),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Reads `body` to its end, or until more than `limit` bytes or an error, dropping each frame.
+async fn drain(mut body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut read = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map_or(0, |data| data.len());
+        if read > limit {
+            break;
+        }
     }
 }
 
