@@ -111,8 +111,13 @@ enum Task {
     /// Fetch what the tests need (all-MiniLM-L6-v2, the data sets, and the PyTorch reference
     /// environment .cache/torch-venv, created on first use, whose directory reaches the tests in
     /// `MTL_TORCH_VENV`), then run every test of the workspace on the CPU backends (flex and
-    /// ndarray).
+    /// ndarray), and with `--backends` on those too (what CI runs).
     Test {
+        /// GPU-capable backends (wgpu, tch, cuda) to build into the same test build: every test
+        /// then runs with them compiled in, and crates/mtl-train/tests/backends.rs checks each
+        /// against flex (as `test-backend` does, without a second build of the workspace).
+        #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
+        backends: Vec<String>,
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -185,25 +190,50 @@ fn main() -> Result<()> {
             ];
             cargo_with_env(args.map(String::from), &env)?;
         }
-        Task::Test { args } => {
+        Task::Test { backends, args } => {
             // The downloads (model, data sets, and the PyTorch environment whose `transformers`
             // the hf_compat tests run: they fail, rather than pass unchecked, without it) go on
-            // while cargo builds the tests; the tests run once all are there.
-            let venv = start_torch_venv()?;
+            // while cargo builds the tests; the tests run once all are there. Building with
+            // `tch` needs the environment's libtorch, so then the build waits for it.
+            let mut venv = Venv::Starting(start_torch_venv()?);
             let assets = std::thread::spawn(|| -> Result<()> {
                 fetch_model()?;
                 datasets(false)
             });
-            let test = ["test", "--workspace", "--features", "mtl-bert/ndarray"].map(String::from);
+            let mut features = vec!["mtl-bert/ndarray".to_owned()];
+            let mut env = Vec::new();
+            for backend in &backends {
+                check_backend(backend)?;
+                if matches!(backend.as_str(), "flex" | "ndarray") {
+                    bail!(
+                        "--backends takes GPU-capable backends; flex and ndarray are always tested"
+                    );
+                }
+                if backend == "tch" {
+                    venv = Venv::Ready(venv.finish()?);
+                }
+                env.extend(backend_env(backend)?);
+                features.push(format!("mtl-train/{backend}"));
+            }
+            if !backends.is_empty() {
+                // Autotuning tries the fewest kernels (on a machine without a GPU, Mesa
+                // compiles each one on the CPU).
+                env.push(("CUBECL_AUTOTUNE_LEVEL".into(), "minimal".into()));
+            }
+            let test = ["test", "--workspace", "--features"]
+                .map(String::from)
+                .into_iter()
+                .chain([features.join(",")])
+                .collect::<Vec<_>>();
             let cargo_args = args.iter().take_while(|a| *a != "--").cloned();
             let build = test.iter().cloned().chain(["--no-run".into()]);
-            cargo_with_env(build.chain(cargo_args), &[])?;
+            cargo_with_env(build.chain(cargo_args), &env)?;
             assets
                 .join()
                 .map_err(|_| anyhow::anyhow!("fetching the model and data sets panicked"))??;
-            let venv = finish_torch_venv(venv)?;
+            let venv = venv.finish()?;
             eprintln!("PyTorch reference environment: {}", venv.display());
-            let env = [("MTL_TORCH_VENV".to_owned(), venv.display().to_string())];
+            env.push(("MTL_TORCH_VENV".to_owned(), venv.display().to_string()));
             cargo_with_env(test.into_iter().chain(args), &env)?;
         }
     }
@@ -327,6 +357,22 @@ pub(crate) fn target_dir() -> PathBuf {
 /// .cache/torch-venv (or `$MTL_TORCH_VENV`) and prints its directory, returned here.
 pub(crate) fn torch_venv() -> Result<PathBuf> {
     finish_torch_venv(start_torch_venv()?)
+}
+
+/// The PyTorch environment while `scripts/ensure_venv.py` creates or checks it, and after.
+enum Venv {
+    Starting(std::process::Child),
+    Ready(PathBuf),
+}
+
+impl Venv {
+    /// Waits for the script (once); returns the environment's directory.
+    fn finish(self) -> Result<PathBuf> {
+        match self {
+            Venv::Starting(child) => finish_torch_venv(child),
+            Venv::Ready(dir) => Ok(dir),
+        }
+    }
 }
 
 /// Starts `scripts/ensure_venv.py` (see [`torch_venv`]) without waiting for it.
