@@ -215,16 +215,18 @@ fn main() -> Result<()> {
                 env.extend(backend_env(backend)?);
                 features.push(format!("mtl-train/{backend}"));
             }
+            let mut test = Vec::new();
             if !backends.is_empty() {
                 // Autotuning tries the fewest kernels (on a machine without a GPU, Mesa
                 // compiles each one on the CPU).
                 env.push(("CUBECL_AUTOTUNE_LEVEL".into(), "minimal".into()));
+                for name in GPU_ONLY_CRATES {
+                    test.push("--config".to_owned());
+                    test.push(format!("profile.test.package.{name}.opt-level=1"));
+                }
             }
-            let test = ["test", "--workspace", "--features"]
-                .map(String::from)
-                .into_iter()
-                .chain([features.join(",")])
-                .collect::<Vec<_>>();
+            test.extend(["test", "--workspace", "--features"].map(String::from));
+            test.push(features.join(","));
             let cargo_args = args.iter().take_while(|a| *a != "--").cloned();
             let build = test.iter().cloned().chain(["--no-run".into()]);
             cargo_with_env(build.chain(cargo_args), &env)?;
@@ -239,6 +241,57 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+/// The largest crates that only the GPU-capable backends bring in: `cargo xtask test
+/// --backends` builds them at opt-level 1 instead of the tests' 3 (they hand the work to Mesa or
+/// libtorch; at opt-level 3 the build of wgpu, tch and their CubeCL stack takes longer than
+/// everything else together), and every other crate as `cargo xtask test` does.
+const GPU_ONLY_CRATES: [&str; 44] = [
+    "burn-cubecl",
+    "burn-cubecl-fusion",
+    "burn-fusion",
+    "burn-tch",
+    "burn-wgpu",
+    "cubecl",
+    "cubecl-core",
+    "cubecl-ir",
+    "cubecl-monitoring",
+    "cubecl-opt",
+    "cubecl-runtime",
+    "cubecl-server",
+    "cubecl-std",
+    "cubecl-wgpu",
+    "cubek",
+    "cubek-attention",
+    "cubek-convolution",
+    "cubek-interpolate",
+    "cubek-matmul",
+    "cubek-pool",
+    "cubek-quant",
+    "cubek-random",
+    "cubek-reduce",
+    "cubek-std",
+    "cubek-tile",
+    "ash",
+    "awint_ext",
+    "glow",
+    "gpu-allocator",
+    "miette",
+    "naga",
+    "pliron",
+    "prost",
+    "tch",
+    "torch-sys",
+    "turso",
+    "turso_core",
+    "turso_ext",
+    "turso_parser",
+    "turso_sync_engine",
+    "wgpu",
+    "wgpu-core",
+    "wgpu-hal",
+    "wgpu-types",
+];
 
 pub(crate) fn fetch_model() -> Result<PathBuf> {
     let cache = mtl_assets::cache_dir();
