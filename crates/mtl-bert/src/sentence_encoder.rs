@@ -84,11 +84,7 @@ impl SentenceEncoder {
     /// A multi-task model directory (one with `mtl.json`) works too: its encoder is loaded and
     /// its classification heads (`heads.*`) are left out.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = ModelDir::new(dir.as_ref())?;
-        let config = dir.config()?;
-        let defaults = dir.sentence_defaults(&config)?;
-        let tokenizer = dir.tokenizer(defaults.max_seq_length)?;
-        tokenizer.check_vocab_size(config.vocab_size, &dir.file("config.json"))?;
+        let (dir, config, defaults, tokenizer) = Self::settings(dir.as_ref())?;
         let device = device.clone().without_autodiff();
         let mut checkpoint = Checkpoint::open(dir.weights()?)?;
         let model = BertModel::from_checkpoint(&mut checkpoint, &config, &device)?;
@@ -99,6 +95,24 @@ impl SentenceEncoder {
         };
         checkpoint.finish(heads)?;
         Ok(Self::new(model, tokenizer, config, defaults))
+    }
+
+    /// A model directory's encoder settings (pooling, normalisation, truncation, tokenizer)
+    /// around `model`, the already-loaded encoder of that directory: e.g. the shared encoder of a
+    /// multi-task model loaded by `mtl-model`, used as is rather than loaded a second time.
+    pub fn with_model(dir: impl AsRef<Path>, model: BertModel) -> Result<Self> {
+        let (_, config, defaults, tokenizer) = Self::settings(dir.as_ref())?;
+        Ok(Self::new(model, tokenizer, config, defaults))
+    }
+
+    /// What [`Self::load`] and [`Self::with_model`] read besides the weights.
+    fn settings(dir: &Path) -> Result<(ModelDir, BertConfig, SentenceDefaults, BertTokenizer)> {
+        let dir = ModelDir::new(dir)?;
+        let config = dir.config()?;
+        let defaults = dir.sentence_defaults(&config)?;
+        let tokenizer = dir.tokenizer(defaults.max_seq_length)?;
+        tokenizer.check_vocab_size(config.vocab_size, &dir.file("config.json"))?;
+        Ok((dir, config, defaults, tokenizer))
     }
 
     /// Assembles an encoder from loaded parts; the device is the model's.

@@ -119,25 +119,28 @@ impl Worker {
     }
 }
 
+/// Loads the model; a multi-task model's encoder is loaded once, by its classifier, and shared
+/// with the embedding routes.
 fn load(dir: &std::path::Path, device: &Device) -> Result<Models, Error> {
-    let encoder = SentenceEncoder::load(dir, device).map_err(|source| Error::Load {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| Error::Load {
         dir: dir.to_path_buf(),
-        source: Box::new(source),
-    })?;
-    let classifier = if dir.join(mtl_model::CONFIG_FILE).is_file() {
-        Some(
-            MultiTaskClassifier::load(dir, device).map_err(|source| Error::Load {
-                dir: dir.to_path_buf(),
-                source: Box::new(source),
-            })?,
-        )
-    } else {
-        None
+        source,
     };
-    Ok(Models {
-        encoder,
-        classifier,
-    })
+    if dir.join(mtl_model::CONFIG_FILE).is_file() {
+        let classifier = MultiTaskClassifier::load(dir, device).map_err(|e| failed(Box::new(e)))?;
+        let encoder = SentenceEncoder::with_model(dir, classifier.model.encoder.clone())
+            .map_err(|e| failed(Box::new(e)))?;
+        Ok(Models {
+            encoder,
+            classifier: Some(classifier),
+        })
+    } else {
+        let encoder = SentenceEncoder::load(dir, device).map_err(|e| failed(Box::new(e)))?;
+        Ok(Models {
+            encoder,
+            classifier: None,
+        })
+    }
 }
 
 fn info(models: &Models) -> ModelInfo {

@@ -377,6 +377,12 @@ fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
     let (_, info) = server.get("/info");
     let info: Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["tasks"][1]["labels"], json!(["negative", "positive"]));
+    // The embedding routes share the classifier's encoder: the same vectors as the directory
+    // loaded on its own.
+    let encoder = SentenceEncoder::load(&dir, &device()).unwrap();
+    let (status, body) = server.post_json("/embed", &json!({"inputs": texts}));
+    assert_eq!(status, 200, "{body}");
+    assert_rows_close(&rows(&body), &crate::expected(&encoder, &texts, true));
     drop(server);
 
     let embedding_only = Server::start(ServeConfig::new(tiny_dir(), device()));
