@@ -888,6 +888,7 @@ fn the_trainer_library_reports_its_progress_to_an_observer() {
         batch_size: 8,
         max_seq_length: 32,
         checkpoint_every: 0,
+        unfreeze_every: Some(1),
         ..TrainConfig::default()
     };
     let device = Backend::default_compiled().device(0).unwrap();
@@ -921,4 +922,19 @@ fn the_trainer_library_reports_its_progress_to_an_observer() {
         _ => None,
     });
     assert_eq!(last_step, Some(summary.steps));
+    // What trains is said once per epoch.
+    let unfreezing: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Note(note) if note.contains("gradual unfreezing") => Some(note.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        unfreezing,
+        [
+            "epoch 1: gradual unfreezing: top 0 of 2 encoder layers train",
+            "epoch 2: gradual unfreezing: top 1 of 2 encoder layers train"
+        ]
+    );
 }

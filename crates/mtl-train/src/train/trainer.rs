@@ -282,6 +282,9 @@ pub fn train(
         return Ok(summary);
     }
     let cache_seconds = run.prepare_cache()?;
+    // The training time starts after the frozen encoder's embeddings are cached (reported
+    // apart, as `cache_seconds`).
+    run.started = Instant::now();
     let make_optimizer = |model: &MultiTaskModel| TrainOptimizer::new(model, config, total_steps);
     let mut optimizer = if let Some(state) = resumed_state {
         let fresh = run.classifier.model.clone();
@@ -295,7 +298,11 @@ pub fn train(
         )));
         run.seconds_before = state.seconds;
         run.state = state;
-        run.apply_freezing(run.state.epoch)?;
+        let note = run.apply_freezing(run.state.epoch)?;
+        // Mid-epoch, the epoch loop does not apply it again: say it here.
+        if let Some(note) = note.filter(|_| run.state.batch_in_epoch != 0) {
+            run.observer.event(Event::Note(note));
+        }
         optimizer
     } else {
         make_optimizer(&run.classifier.model)
@@ -378,14 +385,16 @@ impl Run<'_> {
     }
 
     /// Sets what trains in `epoch`: everything but the frozen parts, and with gradual
-    /// unfreezing only the top `epoch / unfreeze_every` encoder layers (then the embeddings).
-    fn apply_freezing(&mut self, epoch: usize) -> Result<()> {
+    /// unfreezing only the top `epoch / unfreeze_every` encoder layers (then the embeddings);
+    /// returns, with gradual unfreezing, the line that says what trains.
+    fn apply_freezing(&mut self, epoch: usize) -> Result<Option<String>> {
         let config = self.classifier.config().clone();
         let mut model = self
             .classifier
             .model
             .clone()
             .unfreeze(&ModelPart::All, &config)?;
+        let mut note = None;
         if let Some(every) = self.config.unfreeze_every {
             let layers = model.encoder.num_layers();
             let thawed = epoch / every;
@@ -398,7 +407,7 @@ impl Run<'_> {
                     .unfreeze(&ModelPart::Embeddings, &config)?
                     .unfreeze(&ModelPart::Encoder, &config)?;
             }
-            self.observer.event(Event::Note(format!(
+            note = Some(format!(
                 "epoch {}: gradual unfreezing: top {} of {layers} encoder layers train{}",
                 epoch + 1,
                 thawed.min(layers),
@@ -407,13 +416,13 @@ impl Run<'_> {
                 } else {
                     ""
                 }
-            )));
+            ));
         }
         for part in &self.frozen {
             model = model.freeze(part, &config)?;
         }
         self.classifier.model = model;
-        Ok(())
+        Ok(note)
     }
 
     /// When no encoder parameter can train during the whole run, computes the pooled
@@ -460,8 +469,10 @@ impl Run<'_> {
         let tasks = self.loader.tasks().len();
         let per_step = batches_per_step(self.config, tasks);
         for epoch in self.state.epoch..self.config.epochs {
-            if epoch != self.state.epoch || self.state.batch_in_epoch == 0 {
-                self.apply_freezing(epoch)?;
+            if (epoch != self.state.epoch || self.state.batch_in_epoch == 0)
+                && let Some(note) = self.apply_freezing(epoch)?
+            {
+                self.observer.event(Event::Note(note));
             }
             self.state.epoch = epoch;
             self.epoch_stats = vec![(0.0, 0, 0); tasks];
