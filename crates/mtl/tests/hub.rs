@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use common::{
-    assert_fails_with, assert_rows_close, library_embeddings, mtl, parse_jsonl, tiny_dir,
+    assert_fails_with, assert_rows_close, assert_succeeded, library_embeddings, mtl, parse_jsonl,
+    tiny_dir,
 };
 use mtl_bert::EncodeOptions;
 use tiny_http::{Header, Response, Server};
@@ -642,11 +643,7 @@ fn train_takes_a_hub_id_as_embed_does() {
         .args(["--output", run.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     assert!(run.join("best/mtl.json").is_file());
     let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(config.contains("model = \"test-org/tiny-st\""), "{config}");

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_fails_with, mtl, tiny_dir};
+use common::{assert_fails_with, assert_succeeded, mtl, tiny_dir};
 use mtl_bert::Backend;
 use mtl_bert::checkpoint::collect_tensors;
 use mtl_data::rng::SplitMix64;
@@ -101,11 +101,7 @@ fn predictions(model: &Path, task: &str) -> String {
         ])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_succeeded(&output);
     String::from_utf8(output.stdout).unwrap()
 }
 

@@ -167,6 +167,15 @@ pub fn max_tensor_difference(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)])
     worst
 }
 
+/// Asserts that a finished command succeeded, showing its stderr when it did not.
+pub fn assert_succeeded(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Asserts that a finished command failed, said `message` on stderr, and did not panic.
 pub fn assert_fails_with(output: &std::process::Output, message: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
