@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: our throughput beside PyTorch's, measured in the same run.
+//! `cargo xtask bench`: our throughput beside PyTorch's and ONNX Runtime's, measured in the same
+//! run.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,9 +21,83 @@ const MEASUREMENTS: [(&str, &str, usize); 5] = [
 /// Texts of the benchmark corpus taken from each data set's training split (file order).
 const PER_DATASET: usize = 1000;
 
-pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) -> Result<()> {
+/// An implementation measured beside ours, by a script of `scripts/` in the PyTorch venv.
+struct Peer {
+    /// `who` in results.json.
+    who: &'static str,
+    /// Its name in the table.
+    title: &'static str,
+    script: &'static str,
+    /// Arguments after the common ones.
+    args: &'static [&'static str],
+    /// Measured for the embedding measurements only.
+    embed_only: bool,
+    /// The table has an "ours / title" column.
+    ratio: bool,
+    /// The table has the cosine similarity of its embeddings to fp32's.
+    cosine: bool,
+}
+
+const PYTORCH: Peer = Peer {
+    who: "pytorch",
+    title: "PyTorch",
+    script: "scripts/bench_pytorch.py",
+    args: &[],
+    embed_only: false,
+    ratio: true,
+    cosine: false,
+};
+
+const ORT_FP32: Peer = Peer {
+    who: "onnxruntime-fp32",
+    title: "ORT fp32",
+    script: "scripts/bench_onnxruntime.py",
+    args: &["--precision", "fp32"],
+    embed_only: true,
+    ratio: true,
+    cosine: false,
+};
+
+/// Not compared with ours (another precision); its cosine similarity to fp32 instead.
+const ORT_INT8: Peer = Peer {
+    who: "onnxruntime-int8",
+    title: "ORT int8",
+    script: "scripts/bench_onnxruntime.py",
+    args: &["--precision", "int8"],
+    embed_only: true,
+    ratio: false,
+    cosine: true,
+};
+
+impl Peer {
+    fn measures(&self, measurement: &str) -> bool {
+        !self.embed_only || measurement == "embed"
+    }
+
+    fn command(&self, common: &[String], threads: usize) -> Command {
+        let mut command = Command::new("python3");
+        command
+            .arg(workspace_root().join(self.script))
+            .args(common)
+            .args(["--threads", &threads.to_string()])
+            .args(self.args)
+            // bench_onnxruntime.py keeps its exported models in $MTL_CACHE_DIR/bench/onnx.
+            .env("MTL_CACHE_DIR", mtl_assets::cache_dir());
+        command
+    }
+}
+
+/// `(measurement name, who, the JSON line it printed)`.
+type Results = Vec<(String, &'static str, Value)>;
+
+pub fn run(
+    backend: &str,
+    with_pytorch: bool,
+    with_onnxruntime: bool,
+    repeat: usize,
+    only: &[String],
+) -> Result<()> {
     check_backend(backend)?;
-    let root = workspace_root();
     let model = fetch_model()?;
     datasets(false)?;
     let corpus = write_corpus()?;
@@ -32,7 +107,15 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
         .iter()
         .filter(|(name, ..)| only.is_empty() || only.iter().any(|o| o == name))
         .collect();
-    let mut results: Vec<(String, &str, Value)> = Vec::new();
+    let mut peers = Vec::new();
+    if with_pytorch {
+        peers.push(&PYTORCH);
+    }
+    if with_onnxruntime {
+        peers.extend([&ORT_FP32, &ORT_INT8]);
+    }
+    let mut results: Results = Vec::new();
+    // Every repetition runs ours, then each peer, for every measurement.
     for rep in 0..repeat {
         for (name, measurement, batch) in &selected {
             let common = [
@@ -51,14 +134,10 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
                 .args(["--backend", backend])
                 .envs(env.iter().map(|(k, v)| (k, v)));
             results.push((name.to_string(), "ours", run_json(command)?));
-            if with_pytorch {
-                eprintln!("[{}/{repeat}] {name}: PyTorch", rep + 1);
-                let mut command = Command::new("python3");
-                command
-                    .arg(root.join("scripts/bench_pytorch.py"))
-                    .args(&common)
-                    .args(["--threads", &threads.to_string()]);
-                results.push((name.to_string(), "pytorch", run_json(command)?));
+            for peer in peers.iter().filter(|p| p.measures(measurement)) {
+                eprintln!("[{}/{repeat}] {name}: {}", rep + 1, peer.title);
+                let command = peer.command(&common, threads);
+                results.push((name.to_string(), peer.who, run_json(command)?));
             }
         }
     }
@@ -72,10 +151,7 @@ pub fn run(backend: &str, with_pytorch: bool, repeat: usize, only: &[String]) ->
         out.join("results.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
-    println!(
-        "{}",
-        table(&results, &selected, backend, threads, with_pytorch)
-    );
+    println!("{}", table(&results, &selected, backend, threads, &peers));
     eprintln!("raw results: {}", out.join("results.json").display());
     Ok(())
 }
@@ -126,50 +202,75 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn summary(
-    results: &[(String, &str, Value)],
-    name: &str,
-    who: &str,
-) -> Option<(f64, f64, f64, f64)> {
-    let mut throughput: Vec<f64> = results
+/// `key` of every result of `who` for the measurement `name`.
+fn values(results: &Results, name: &str, who: &str, key: &str) -> Vec<f64> {
+    results
         .iter()
         .filter(|(n, w, _)| n == name && *w == who)
-        .filter_map(|(_, _, v)| v["throughput"].as_f64())
-        .collect();
-    let mut rss: Vec<f64> = results
-        .iter()
-        .filter(|(n, w, _)| n == name && *w == who)
-        .filter_map(|(_, _, v)| v["peak_rss_mib"].as_f64())
-        .collect();
-    if throughput.is_empty() {
-        return None;
-    }
-    let min = throughput.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = throughput.iter().copied().fold(0.0, f64::max);
-    Some((median(&mut throughput), min, max, median(&mut rss)))
+        .filter_map(|(_, _, v)| v[key].as_f64())
+        .collect()
 }
 
+/// One implementation's results for one measurement, over the repetitions.
+struct Summary {
+    /// Median throughput, and its min and max.
+    throughput: f64,
+    min: f64,
+    max: f64,
+    /// Median peak RSS (MiB).
+    rss: f64,
+    /// The median of the mean cosine similarities to fp32, and the smallest one of any text.
+    cosine: Option<(f64, f64)>,
+}
+
+impl Summary {
+    fn of(results: &Results, name: &str, who: &str) -> Option<Summary> {
+        let mut throughput = values(results, name, who, "throughput");
+        if throughput.is_empty() {
+            return None;
+        }
+        let min = throughput.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = throughput.iter().copied().fold(0.0, f64::max);
+        let mut cosine = values(results, name, who, "cosine_to_fp32");
+        let cosine_min = values(results, name, who, "cosine_to_fp32_min");
+        Some(Summary {
+            throughput: median(&mut throughput),
+            min,
+            max,
+            rss: median(&mut values(results, name, who, "peak_rss_mib")),
+            cosine: (!cosine.is_empty()).then(|| {
+                let worst = cosine_min.iter().copied().fold(f64::INFINITY, f64::min);
+                (median(&mut cosine), worst)
+            }),
+        })
+    }
+}
+
+/// The Markdown table: throughput of ours and of each peer (with ratios and cosines where the
+/// peer has them), then everyone's peak RSS. A peer not run for a measurement has "-".
 fn table(
-    results: &[(String, &str, Value)],
+    results: &Results,
     selected: &[&(&str, &str, usize)],
     backend: &str,
     threads: usize,
-    with_pytorch: bool,
+    peers: &[&Peer],
 ) -> String {
+    let mut header = vec!["measurement".to_string(), format!("ours ({backend})")];
+    for peer in peers {
+        header.push(peer.title.into());
+        if peer.ratio {
+            header.push(format!("ours / {}", peer.title));
+        }
+        if peer.cosine {
+            header.push(format!("{} cosine to fp32", peer.title));
+        }
+    }
+    header.push("ours peak RSS".into());
+    header.extend(peers.iter().map(|p| format!("{} peak RSS", p.title)));
     let mut out = format!(
-        "| measurement | ours ({backend}) | {}ours peak RSS |{}\n|---|---|{}---|{}\n",
-        if with_pytorch {
-            "PyTorch | ours / PyTorch | "
-        } else {
-            ""
-        },
-        if with_pytorch {
-            " PyTorch peak RSS |"
-        } else {
-            ""
-        },
-        if with_pytorch { "---|---|" } else { "" },
-        if with_pytorch { "---|" } else { "" },
+        "| {} |\n|{}\n",
+        header.join(" | "),
+        "---|".repeat(header.len())
     );
     for (name, measurement, batch) in selected {
         let unit = if *measurement == "embed" {
@@ -182,28 +283,132 @@ fn table(
             "finetune" => format!("full fine-tuning, batch {batch}, 64 tokens ({unit})"),
             _ => format!("frozen-encoder head training, batch {batch} ({unit})"),
         };
-        let Some((ours, lo, hi, rss)) = summary(results, name, "ours") else {
+        let Some(ours) = Summary::of(results, name, "ours") else {
             continue;
         };
-        out += &format!("| {label} | {ours:.1} ({lo:.1}-{hi:.1}) |");
-        if with_pytorch {
-            match summary(results, name, "pytorch") {
-                Some((theirs, plo, phi, prss)) => {
-                    out += &format!(
-                        " {theirs:.1} ({plo:.1}-{phi:.1}) | {:.2}x | {rss:.0} MiB | {prss:.0} MiB |",
-                        ours / theirs
-                    )
-                }
-                None => out += " - | - | {rss:.0} MiB | - |",
+        let theirs: Vec<_> = peers
+            .iter()
+            .map(|p| Summary::of(results, name, p.who))
+            .collect();
+        let mut row = vec![label, throughput(&ours)];
+        for (peer, summary) in peers.iter().zip(&theirs) {
+            row.push(summary.as_ref().map_or("-".into(), throughput));
+            if peer.ratio {
+                row.push(summary.as_ref().map_or("-".into(), |s| {
+                    format!("{:.2}x", ours.throughput / s.throughput)
+                }));
             }
-        } else {
-            out += &format!(" {rss:.0} MiB |");
+            if peer.cosine {
+                row.push(match summary.as_ref().and_then(|s| s.cosine) {
+                    Some((mean, min)) => format!("{mean:.4} (min {min:.4})"),
+                    None => "-".into(),
+                });
+            }
         }
-        out.push('\n');
+        row.push(format!("{:.0} MiB", ours.rss));
+        for summary in &theirs {
+            row.push(
+                summary
+                    .as_ref()
+                    .map_or("-".into(), |s| format!("{:.0} MiB", s.rss)),
+            );
+        }
+        out += &format!("| {} |\n", row.join(" | "));
     }
     out += &format!(
-        "\nMedians of the repetitions (min-max in brackets); {threads} threads for both; each \
+        "\nMedians of the repetitions (min-max in brackets); {threads} threads for each; each \
          measurement in its own process."
     );
+    if peers.iter().any(|p| p.who.starts_with("onnxruntime")) {
+        let version = results
+            .iter()
+            .filter(|(_, who, _)| who.starts_with("onnxruntime"))
+            .find_map(|(_, _, v)| v["onnxruntime"].as_str())
+            .unwrap_or("?");
+        out += &format!(
+            "\nORT: ONNX Runtime {version} (CPU, ORT_ENABLE_ALL) on the model exported to ONNX, \
+             embedding measurements only; int8 is its dynamic quantisation (QInt8 weights, per \
+             channel); its cosine is to ORT fp32's embeddings over the corpus, the median of the \
+             means (the smallest of any text in brackets)."
+        );
+    }
     out
+}
+
+fn throughput(s: &Summary) -> String {
+    format!("{:.1} ({:.1}-{:.1})", s.throughput, s.min, s.max)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn table_has_a_column_group_per_peer_and_dashes_where_a_peer_did_not_run() {
+        let mut results: Results = Vec::new();
+        for (throughput, rss) in [(100.0, 300.0), (120.0, 310.0), (90.0, 320.0)] {
+            results.push((
+                "embed32".into(),
+                "ours",
+                json!({"throughput": throughput, "peak_rss_mib": rss}),
+            ));
+            results.push((
+                "embed32".into(),
+                "pytorch",
+                json!({"throughput": 80.0, "peak_rss_mib": 900.0}),
+            ));
+            results.push((
+                "embed32".into(),
+                "onnxruntime-fp32",
+                json!({"throughput": 200.0, "peak_rss_mib": 500.0, "onnxruntime": "1.32.0"}),
+            ));
+            results.push(("embed32".into(), "onnxruntime-int8", json!({"throughput": 300.0, "peak_rss_mib": 400.0, "cosine_to_fp32": 0.99, "cosine_to_fp32_min": 0.98})));
+        }
+        results.push((
+            "finetune".into(),
+            "ours",
+            json!({"throughput": 15.0, "peak_rss_mib": 1200.0}),
+        ));
+        results.push((
+            "finetune".into(),
+            "pytorch",
+            json!({"throughput": 30.0, "peak_rss_mib": 2200.0}),
+        ));
+        let selected = [&MEASUREMENTS[1], &MEASUREMENTS[3]];
+        let table = table(
+            &results,
+            &selected,
+            "flex",
+            2,
+            &[&PYTORCH, &ORT_FP32, &ORT_INT8],
+        );
+        let lines: Vec<_> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "| measurement | ours (flex) | PyTorch | ours / PyTorch | ORT fp32 | ours / ORT fp32 \
+             | ORT int8 | ORT int8 cosine to fp32 | ours peak RSS | PyTorch peak RSS \
+             | ORT fp32 peak RSS | ORT int8 peak RSS |"
+        );
+        assert_eq!(lines[1], "|---".repeat(12) + "|");
+        assert_eq!(
+            lines[2],
+            "| embedding, batch 32 (texts/s) | 100.0 (90.0-120.0) | 80.0 (80.0-80.0) | 1.25x \
+             | 200.0 (200.0-200.0) | 0.50x | 300.0 (300.0-300.0) | 0.9900 (min 0.9800) \
+             | 310 MiB | 900 MiB | 500 MiB | 400 MiB |"
+        );
+        assert_eq!(
+            lines[3],
+            "| full fine-tuning, batch 32, 64 tokens (examples/s) | 15.0 (15.0-15.0) \
+             | 30.0 (30.0-30.0) | 0.50x | - | - | - | - | 1200 MiB | 2200 MiB | - | - |"
+        );
+        assert!(table.contains("ONNX Runtime 1.32.0"));
+        // Ours alone: no peer columns, no ORT note.
+        let alone = super::table(&results, &selected[..1], "flex", 2, &[]);
+        assert!(
+            alone.starts_with("| measurement | ours (flex) | ours peak RSS |\n|---|---|---|\n")
+        );
+        assert!(!alone.contains("ONNX"));
+    }
 }

@@ -57,7 +57,8 @@ enum Task {
     /// Measure throughput and peak memory in release mode: embedding (batch 1, 32, 128),
     /// full fine-tuning and frozen-encoder training (batch 32, 64 tokens) on all-MiniLM-L6-v2
     /// and 2,000 sentences of the data sets; with --with-pytorch the same measurements through
-    /// sentence-transformers / PyTorch, interleaved in the same run. Prints a Markdown table of
+    /// sentence-transformers / PyTorch, and with --with-onnxruntime the embedding ones through
+    /// ONNX Runtime (fp32 and int8), interleaved in the same run. Prints a Markdown table of
     /// medians (with min-max) and writes target/bench/results.json.
     Bench {
         /// flex (CPU, default), ndarray, wgpu, tch or cuda.
@@ -66,6 +67,12 @@ enum Task {
         /// Also run scripts/bench_pytorch.py (creates .cache/torch-venv on first use).
         #[arg(long)]
         with_pytorch: bool,
+        /// Also run scripts/bench_onnxruntime.py for the embedding measurements: the model
+        /// exported to ONNX (once, into .cache/bench/onnx) and run by ONNX Runtime on the CPU in
+        /// fp32 and in int8 (dynamic quantisation), with the int8 embeddings' cosine similarity
+        /// to fp32's (creates .cache/torch-venv on first use).
+        #[arg(long)]
+        with_onnxruntime: bool,
         /// Repetitions of every measurement (each in its own process).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
@@ -144,9 +151,10 @@ fn main() -> Result<()> {
         Task::Bench {
             backend,
             with_pytorch,
+            with_onnxruntime,
             repeat,
             only,
-        } => bench::run(&backend, with_pytorch, repeat, &only)?,
+        } => bench::run(&backend, with_pytorch, with_onnxruntime, repeat, &only)?,
         Task::BenchServe {
             backend,
             seconds,
