@@ -9,6 +9,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::config::BertConfig;
+use crate::dropout::{DropoutKey, dropout};
 
 /// A linear layer `input -> output` with weights drawn from `init` and zero biases (as
 /// `transformers` initialises BERT).
@@ -63,8 +64,14 @@ impl BertSelfAttention {
         }
     }
 
-    /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`.
-    pub fn forward(&self, hidden: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+    /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`; dropout
+    /// on the attention probabilities with masks from `dropout_key`.
+    pub fn forward(
+        &self,
+        hidden: Tensor<3>,
+        bias: Tensor<4>,
+        dropout_key: Option<DropoutKey>,
+    ) -> Tensor<3> {
         let [batch, seq_len, width] = hidden.dims();
         let heads = |linear: &Linear| {
             linear
@@ -77,7 +84,7 @@ impl BertSelfAttention {
             // The fused kernel has no dropout: spell attention out when it must drop.
             let scale = ((width / self.num_heads) as f64).sqrt().recip();
             let scores = query.matmul(key.swap_dims(2, 3)).mul_scalar(scale) + bias;
-            self.dropout.forward(softmax(scores, 3)).matmul(value)
+            dropout(&self.dropout, softmax(scores, 3), dropout_key).matmul(value)
         } else {
             attention(
                 query,
@@ -121,9 +128,15 @@ impl BertSelfOutput {
         }
     }
 
-    /// `LayerNorm(dropout(dense(context)) + residual)`, all `[batch, seq, hidden]`.
-    pub fn forward(&self, context: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let projected = self.dropout.forward(self.dense.forward(context));
+    /// `LayerNorm(dropout(dense(context)) + residual)`, all `[batch, seq, hidden]`; dropout's
+    /// masks from `key`.
+    pub fn forward(
+        &self,
+        context: Tensor<3>,
+        residual: Tensor<3>,
+        key: Option<DropoutKey>,
+    ) -> Tensor<3> {
+        let projected = dropout(&self.dropout, self.dense.forward(context), key);
         self.layer_norm.forward(projected + residual)
     }
 }
@@ -146,9 +159,16 @@ impl BertAttention {
         }
     }
 
-    /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`.
-    pub fn forward(&self, hidden: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let context = self.self_attention.forward(hidden.clone(), bias);
-        self.output.forward(context, hidden)
+    /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`; dropout
+    /// masks from `key`'s parts 0 (probabilities) and 1 (output).
+    pub fn forward(
+        &self,
+        hidden: Tensor<3>,
+        bias: Tensor<4>,
+        key: Option<DropoutKey>,
+    ) -> Tensor<3> {
+        let part = |index| key.map(|key: DropoutKey| key.part(index));
+        let context = self.self_attention.forward(hidden.clone(), bias, part(0));
+        self.output.forward(context, hidden, part(1))
     }
 }

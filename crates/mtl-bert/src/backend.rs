@@ -117,11 +117,12 @@ impl Backend {
     }
 }
 
-/// How many row groups an inference batch is split into on `device`: the size of the thread
-/// pool on the pure-Rust CPU backends (flex, ndarray), whose matrix products use every core but
-/// whose element-wise operations (GELU, additions, LayerNorm's neighbours) run on one; 1 on the
-/// others, which parallelise every operation themselves.
-pub fn inference_row_groups(device: &Device) -> usize {
+/// How many row groups a batch is split into on `device`, at inference (see
+/// [`crate::BertModel::forward`]) and in training (see `mtl_train::train::row_groups`): the size
+/// of the thread pool on the pure-Rust CPU backends (flex, ndarray), whose matrix products use
+/// every core but whose element-wise operations (GELU, additions, LayerNorm's neighbours) run
+/// on one; 1 on the others, which parallelise every operation themselves.
+pub fn row_groups(device: &Device) -> usize {
     let device = device.clone().without_autodiff();
     #[allow(unused_mut)]
     let mut rust_cpu = false;

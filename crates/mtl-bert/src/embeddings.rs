@@ -6,6 +6,7 @@ use burn::nn::{
 use burn::prelude::*;
 
 use crate::config::BertConfig;
+use crate::dropout::{DropoutKey, dropout};
 
 /// Sums word, absolute position and token-type embeddings, as `BertEmbeddings` in
 /// `transformers` does. Field names follow the checkpoint (`embeddings.word_embeddings`, ...).
@@ -44,14 +45,20 @@ impl BertEmbeddings {
 
     /// `[batch, seq]` token ids and token-type ids -> `[batch, seq, hidden]`.
     ///
-    /// Positions count from 0 at the first token of every row (right padding).
-    pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
+    /// Positions count from 0 at the first token of every row (right padding). In training,
+    /// dropout's masks come from `key` (see [`DropoutKey`]).
+    pub fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        key: Option<DropoutKey>,
+    ) -> Tensor<3> {
         let [_, seq_len] = input_ids.dims();
         let device = input_ids.device();
         let positions = Tensor::<1, Int>::arange(0..seq_len as i64, &device).unsqueeze::<2>();
         let embeddings = self.word_embeddings.forward(input_ids)
             + self.token_type_embeddings.forward(token_type_ids)
             + self.position_embeddings.forward(positions);
-        self.dropout.forward(self.layer_norm.forward(embeddings))
+        dropout(&self.dropout, self.layer_norm.forward(embeddings), key)
     }
 }

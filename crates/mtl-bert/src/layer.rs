@@ -5,7 +5,9 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu, gelu_approximate, relu};
 
 use crate::attention::{BertAttention, linear};
+use crate::bias_gelu::bias_gelu;
 use crate::config::{BertConfig, HiddenAct};
+use crate::dropout::{DropoutKey, dropout};
 
 /// The feed-forward expansion and its activation (`intermediate` in the checkpoint).
 #[derive(Module, Debug)]
@@ -19,7 +21,19 @@ pub struct BertIntermediate {
 
 impl BertIntermediate {
     /// `[batch, seq, hidden]` -> `[batch, seq, intermediate]`.
+    ///
+    /// Exact GELU adds the bias inside one fused kernel on flex ([`bias_gelu`]).
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
+        if let (HiddenAct::Gelu, Some(bias)) = (self.activation, &self.dense.bias) {
+            let [batch, seq_len, width] = hidden.dims();
+            let weight = self.dense.weight.val();
+            let out = weight.dims()[1];
+            let expanded = hidden
+                .reshape([batch * seq_len, width])
+                .matmul(weight)
+                .reshape([batch, seq_len, out]);
+            return bias_gelu(expanded, bias.val());
+        }
         let expanded = self.dense.forward(hidden);
         match self.activation {
             HiddenAct::Gelu => gelu(expanded),
@@ -44,9 +58,15 @@ pub struct BertOutput {
 }
 
 impl BertOutput {
-    /// `LayerNorm(dropout(dense(expanded)) + residual)` -> `[batch, seq, hidden]`.
-    pub fn forward(&self, expanded: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        let projected = self.dropout.forward(self.dense.forward(expanded));
+    /// `LayerNorm(dropout(dense(expanded)) + residual)` -> `[batch, seq, hidden]`; dropout's
+    /// masks from `key`.
+    pub fn forward(
+        &self,
+        expanded: Tensor<3>,
+        residual: Tensor<3>,
+        key: Option<DropoutKey>,
+    ) -> Tensor<3> {
+        let projected = dropout(&self.dropout, self.dense.forward(expanded), key);
         self.layer_norm.forward(projected + residual)
     }
 }
@@ -82,9 +102,18 @@ impl BertLayer {
     }
 
     /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` attention bias -> `[batch, seq, hidden]`.
-    pub fn forward(&self, hidden: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let attended = self.attention.forward(hidden, bias);
+    ///
+    /// In training, dropout's masks come from `key`: parts 0 and 1 (attention probabilities and
+    /// output) for the attention block, part 2 for the feed-forward output.
+    pub fn forward(
+        &self,
+        hidden: Tensor<3>,
+        bias: Tensor<4>,
+        key: Option<DropoutKey>,
+    ) -> Tensor<3> {
+        let attended = self.attention.forward(hidden, bias, key);
         let expanded = self.intermediate.forward(attended.clone());
-        self.output.forward(expanded, attended)
+        self.output
+            .forward(expanded, attended, key.map(|key| key.part(2)))
     }
 }

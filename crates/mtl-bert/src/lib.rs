@@ -21,8 +21,10 @@
 
 pub mod attention;
 pub mod backend;
+pub mod bias_gelu;
 pub mod checkpoint;
 pub mod config;
+pub mod dropout;
 pub mod embeddings;
 pub mod error;
 pub mod layer;
@@ -37,6 +39,7 @@ pub use backend::Backend;
 pub use burn;
 pub use checkpoint::Checkpoint;
 pub use config::{BertConfig, HiddenAct};
+pub use dropout::DropoutKey;
 pub use error::{Error, Result};
 pub use model::{BertInput, BertModel};
 pub use model_dir::{ModelDir, SentenceDefaults};

@@ -14,9 +14,10 @@ use burn::prelude::*;
 use burn::tensor::activation::tanh;
 
 use crate::attention::{attention_bias, linear};
-use crate::backend::inference_row_groups;
+use crate::backend::row_groups;
 use crate::checkpoint::{Checkpoint, hf_name};
 use crate::config::BertConfig;
+use crate::dropout::DropoutKey;
 use crate::embeddings::BertEmbeddings;
 use crate::error::Result;
 use crate::layer::BertLayer;
@@ -30,6 +31,9 @@ pub struct BertInput {
     pub token_type_ids: Tensor<2, Int>,
     /// `[batch, seq]` 1.0 for tokens, 0.0 for padding.
     pub attention_mask: Tensor<2>,
+    /// Where training's dropout masks come from (see [`DropoutKey`]); `None` draws them from
+    /// the backend's generator, as Burn's `Dropout` does. Ignored at inference.
+    pub dropout: Option<DropoutKey>,
 }
 
 impl BertInput {
@@ -38,7 +42,8 @@ impl BertInput {
         Self {
             input_ids: self.input_ids.clone().slice(s![range.clone(), ..]),
             token_type_ids: self.token_type_ids.clone().slice(s![range.clone(), ..]),
-            attention_mask: self.attention_mask.clone().slice(s![range, ..]),
+            attention_mask: self.attention_mask.clone().slice(s![range.clone(), ..]),
+            dropout: self.dropout.map(|key| key.from_row(range.start)),
         }
     }
 }
@@ -122,17 +127,19 @@ impl BertModel {
     ///
     /// At inference (no autodiff) on the pure-Rust CPU backends, the batch's rows are split
     /// into groups run concurrently on the thread pool (see
-    /// [`crate::backend::inference_row_groups`]): rows are independent, so the result is the
+    /// [`crate::backend::row_groups`]): rows are independent, so the result is the
     /// same, and the element-wise work those backends do on one thread runs on all of them
-    /// (measured: 1.4-1.6x the texts/s on 2 cores, docs/BENCHMARKS.md). Training runs the batch
-    /// whole, so its dropout draws stay in one deterministic order.
+    /// (measured: 1.4-1.6x the texts/s on 2 cores, docs/BENCHMARKS.md). On an autodiff device
+    /// the batch runs whole: a training step splits its batches itself, each group with a
+    /// graph of its own (`mtl_train::train::row_groups`), and the dropout masks of
+    /// [`BertInput::dropout`] do not depend on the split.
     pub fn forward(&self, input: &BertInput) -> Tensor<3> {
         let [batch, _] = input.input_ids.dims();
         let device = input.input_ids.device();
         let groups = if device.is_autodiff() {
             1
         } else {
-            inference_row_groups(&device).min(batch)
+            row_groups(&device).min(batch)
         };
         if groups <= 1 {
             return self.forward_whole(input);
@@ -157,11 +164,14 @@ impl BertModel {
     /// [`forward`](Self::forward) on the whole batch at once, never split into row groups.
     pub fn forward_whole(&self, input: &BertInput) -> Tensor<3> {
         let bias = attention_bias(input.attention_mask.clone());
-        let mut hidden = self
-            .embeddings
-            .forward(input.input_ids.clone(), input.token_type_ids.clone());
-        for layer in &self.encoder.layer {
-            hidden = layer.forward(hidden, bias.clone());
+        let key = |part: usize| input.dropout.map(|key| key.part(part as u64));
+        let mut hidden = self.embeddings.forward(
+            input.input_ids.clone(),
+            input.token_type_ids.clone(),
+            key(0),
+        );
+        for (index, layer) in self.encoder.layer.iter().enumerate() {
+            hidden = layer.forward(hidden, bias.clone(), key(1 + index));
         }
         hidden
     }

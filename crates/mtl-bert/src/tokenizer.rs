@@ -384,6 +384,7 @@ impl TokenBatch {
             input_ids: ints(&self.input_ids),
             token_type_ids: ints(&self.token_type_ids),
             attention_mask: Tensor::from_data(TensorData::new(mask, shape), device),
+            dropout: None,
         }
     }
 }

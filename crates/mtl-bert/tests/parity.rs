@@ -371,7 +371,7 @@ fn token_batch_lengths_count_real_tokens() {
 fn row_groups_at_inference_give_the_whole_batch_result() {
     let texts = minilm_reference().strings("texts");
     for (backend, device) in cpu_devices() {
-        let groups = mtl_bert::backend::inference_row_groups(&device);
+        let groups = mtl_bert::backend::row_groups(&device);
         let encoder = SentenceEncoder::load(minilm_dir(), &device).unwrap();
         let tokenizer = encoder.tokenizer();
         let batch = tokenizer.pad(tokenizer.encode(&texts).unwrap()).unwrap();

@@ -301,7 +301,7 @@ impl MultiTaskClassifier {
             let input = batch.to_input(&device);
             let pooled = model.pooled(&input);
             for &task in &tasks {
-                let probabilities = softmax(model.head_logits(pooled.clone(), task), 1);
+                let probabilities = softmax(model.head_logits(pooled.clone(), task, None), 1);
                 let labels = &self.config.tasks[task].labels;
                 let values: Vec<f32> = probabilities.into_data().try_into_vec().map_err(|e| {
                     mtl_bert::Error::Encoding(format!("reading predictions back: {e:?}"))

@@ -4,6 +4,7 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::tanh;
+use mtl_bert::dropout::{DropoutKey, dropout};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -48,10 +49,11 @@ impl ClassificationHead {
         }
     }
 
-    /// `[batch, input]` -> `[batch, labels]` logits.
-    pub fn forward(&self, pooled: Tensor<2>) -> Tensor<2> {
+    /// `[batch, input]` -> `[batch, labels]` logits; in training, the MLP's dropout masks come
+    /// from `key`.
+    pub fn forward(&self, pooled: Tensor<2>, key: Option<DropoutKey>) -> Tensor<2> {
         let features = match &self.hidden {
-            Some(hidden) => self.dropout.forward(tanh(hidden.forward(pooled))),
+            Some(hidden) => dropout(&self.dropout, tanh(hidden.forward(pooled)), key),
             None => pooled,
         };
         self.output.forward(features)

@@ -2,6 +2,7 @@
 
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
+use mtl_bert::dropout::{DropoutKey, dropout, parts};
 use mtl_bert::pooling::pool;
 use mtl_bert::{BertInput, BertModel, Pooling};
 
@@ -68,20 +69,29 @@ impl MultiTaskModel {
     }
 
     /// Logits of task `task` from pooled vectors: dropout, then the head. `[batch, labels]`.
-    pub fn head_logits(&self, pooled: Tensor<2>, task: usize) -> Tensor<2> {
-        self.heads[task].forward(self.dropout.forward(pooled))
+    ///
+    /// In training, dropout's masks come from `key` (the batch's [`BertInput::dropout`]):
+    /// parts [`parts::POOLED`] and [`parts::head`]`(task)`.
+    pub fn head_logits(
+        &self,
+        pooled: Tensor<2>,
+        task: usize,
+        key: Option<DropoutKey>,
+    ) -> Tensor<2> {
+        let pooled = dropout(&self.dropout, pooled, key.map(|k| k.part(parts::POOLED)));
+        self.heads[task].forward(pooled, key.map(|k| k.part(parts::head(task))))
     }
 
     /// Logits of one task's batch: `[batch, labels]`.
     pub fn forward(&self, input: &BertInput, task: usize) -> Tensor<2> {
-        self.head_logits(self.pooled(input), task)
+        self.head_logits(self.pooled(input), task, input.dropout)
     }
 
     /// Logits of every task for one batch, running the encoder once.
     pub fn forward_all(&self, input: &BertInput) -> Vec<Tensor<2>> {
         let pooled = self.pooled(input);
         (0..self.heads.len())
-            .map(|task| self.head_logits(pooled.clone(), task))
+            .map(|task| self.head_logits(pooled.clone(), task, input.dropout))
             .collect()
     }
 }

@@ -412,7 +412,7 @@ fn cached_embeddings_give_the_logits_of_the_frozen_model() {
     let examples: Vec<usize> = (0..tokens.len()).step_by(3).collect();
     let batch = tokens.batch(0, &examples);
     let direct = valid.forward(&batch.tokens.to_input(&plain), 0);
-    let cached = valid.head_logits(cache.batch(0, &examples).to_device(&plain), 0);
+    let cached = valid.head_logits(cache.batch(0, &examples).to_device(&plain), 0, None);
     let values = |t: burn::prelude::Tensor<2>| t.into_data().try_into_vec::<f32>().unwrap();
     let difference = common::max_abs_diff(&values(direct), &values(cached));
     assert!(

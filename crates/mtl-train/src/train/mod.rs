@@ -7,6 +7,7 @@ pub mod config;
 pub mod data;
 pub mod observer;
 pub mod optimizer;
+pub mod row_groups;
 pub mod run_dir;
 pub mod runlog;
 pub mod trainer;

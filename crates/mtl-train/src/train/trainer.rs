@@ -10,7 +10,9 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
+use mtl_bert::backend::row_groups;
 use mtl_bert::checkpoint::{collect_tensors, write_safetensors};
+use mtl_bert::{BertInput, DropoutKey};
 use mtl_data::rng::derive_seed;
 use mtl_data::{MultiTaskLoader, Split, TaskBatch};
 use mtl_model::freeze::trainable_parameters;
@@ -25,6 +27,7 @@ use crate::train::config::{StepMode, TrainConfig};
 use crate::train::data::{HELD_OUT_SHARE, RunData, SplitData, resolve_model, resolve_task};
 use crate::train::observer::{Event, Observer, TaskInfo, TaskStats};
 use crate::train::optimizer::TrainOptimizer;
+use crate::train::row_groups::{LossTerm, backward_in_row_groups};
 use crate::train::run_dir::RunDir;
 use crate::train::runlog::{Record, RunLog};
 
@@ -532,6 +535,10 @@ impl Run<'_> {
     }
 
     /// One optimiser step on `batches` (one or more micro-steps whose gradients are summed).
+    ///
+    /// With the whole encoder in the graph, each batch is split into row groups run on every
+    /// core (see [`row_groups`](crate::train::row_groups)); dropout's masks are keyed by the
+    /// run's seed, the step, the micro-step and the batch, so they do not depend on the split.
     fn step(&mut self, optimizer: &mut TrainOptimizer, batches: &[TaskBatch]) -> Result<()> {
         let micro = match self.config.step_mode {
             StepMode::Task => 1,
@@ -540,25 +547,68 @@ impl Run<'_> {
         let micro_steps = batches.len().div_ceil(micro);
         let mut accumulator = GradientsAccumulator::<MultiTaskModel>::new();
         for (index, group) in batches.chunks(micro).enumerate() {
-            self.device.seed(derive_seed(
-                self.config.seed,
-                &[3, self.state.step as u64, index as u64],
-            ));
-            let mut total: Option<Tensor<1>> = None;
-            for batch in group {
-                let logits = self.logits(batch);
-                let targets = batch.targets(&self.device);
-                let loss = self.loss.forward(logits.clone(), targets);
+            let keys: Vec<DropoutKey> = (0..group.len())
+                .map(|j| {
+                    let parts = [3, self.state.step as u64, index as u64, j as u64];
+                    DropoutKey::new(derive_seed(self.config.seed, &parts))
+                })
+                .collect();
+            let weights: Vec<f64> = group
+                .iter()
+                .map(|batch| self.config.tasks[batch.task].weight / micro_steps as f64)
+                .collect();
+            let model = &self.classifier.model;
+            let (grads, logits) = match &self.train_cache {
+                Some(cache) => {
+                    let mut total: Option<Tensor<1>> = None;
+                    let mut all_logits = Vec::with_capacity(group.len());
+                    for ((batch, key), weight) in group.iter().zip(&keys).zip(&weights) {
+                        let pooled = cache.batch(batch.task, &batch.examples);
+                        let logits = model.head_logits(pooled, batch.task, Some(*key));
+                        let targets = batch.targets(&self.device);
+                        let weighted = self
+                            .loss
+                            .forward(logits.clone(), targets)
+                            .mul_scalar(*weight);
+                        total = Some(match total {
+                            Some(t) => t + weighted,
+                            None => weighted,
+                        });
+                        all_logits.push(logits.detach());
+                    }
+                    let total = total.expect("a micro-step has a batch");
+                    (
+                        GradientsParams::from_grads(total.backward(), model),
+                        all_logits,
+                    )
+                }
+                None => {
+                    let inputs: Vec<BertInput> = group
+                        .iter()
+                        .zip(&keys)
+                        .map(|(batch, key)| BertInput {
+                            dropout: Some(*key),
+                            ..batch.tokens.to_input(&self.device)
+                        })
+                        .collect();
+                    let terms: Vec<LossTerm> = group
+                        .iter()
+                        .zip(&inputs)
+                        .zip(&weights)
+                        .map(|((batch, input), weight)| LossTerm {
+                            input,
+                            task: batch.task,
+                            labels: &batch.labels,
+                            weight: *weight,
+                        })
+                        .collect();
+                    let groups = row_groups(&self.device);
+                    backward_in_row_groups(model, &self.loss, &terms, groups)
+                }
+            };
+            for (batch, logits) in group.iter().zip(logits) {
                 self.record(batch, logits)?;
-                let weight = self.config.tasks[batch.task].weight / micro_steps as f64;
-                let weighted = loss.mul_scalar(weight);
-                total = Some(match total {
-                    Some(t) => t + weighted,
-                    None => weighted,
-                });
             }
-            let total = total.expect("a micro-step has a batch");
-            let grads = GradientsParams::from_grads(total.backward(), &self.classifier.model);
             accumulator.accumulate(&self.classifier.model, grads);
         }
         let grads = accumulator.grads();
@@ -568,16 +618,6 @@ impl Run<'_> {
         self.last_grad_norm = Some(norm);
         self.state.step += 1;
         Ok(())
-    }
-
-    /// `[batch, labels]` logits of a training batch (from cached embeddings when the encoder is
-    /// frozen).
-    fn logits(&self, batch: &TaskBatch) -> Tensor<2> {
-        let model = &self.classifier.model;
-        match &self.train_cache {
-            Some(cache) => model.head_logits(cache.batch(batch.task, &batch.examples), batch.task),
-            None => model.forward(&batch.tokens.to_input(&self.device), batch.task),
-        }
     }
 
     /// Adds a batch's loss and accuracy to the running statistics; a non-finite loss stops the
@@ -675,7 +715,7 @@ impl Run<'_> {
             .zip(data.tasks.iter().copied())
             .map(|(tokens, task)| match (&self.valid_cache, split) {
                 (Some(cache), Split::Valid) => evaluate_with(tokens, task, batch, None, |b| {
-                    model.head_logits(cache.batch(task, &b.examples), task)
+                    model.head_logits(cache.batch(task, &b.examples), task, None)
                 }),
                 _ => evaluate(&model, &self.plain, tokens, task, batch, None),
             })

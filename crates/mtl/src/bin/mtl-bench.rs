@@ -11,11 +11,13 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use clap::{Parser, ValueEnum};
 use mtl::backend::BackendArgs;
-use mtl_bert::{EncodeOptions, SentenceEncoder};
+use mtl_bert::backend::row_groups;
+use mtl_bert::{BertInput, DropoutKey, EncodeOptions, SentenceEncoder};
 use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, TaskConfig};
 use mtl_train::train::cache::EmbeddingCache;
 use mtl_train::train::config::TrainConfig;
 use mtl_train::train::optimizer::TrainOptimizer;
+use mtl_train::train::row_groups::{LossTerm, backward_in_row_groups};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,7 +27,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 enum Measurement {
     /// Sentence embeddings (mean pooling, normalised) of the whole corpus: texts/s.
     Embed,
-    /// Full fine-tuning steps (encoder and a 3-class head): examples/s.
+    /// Full fine-tuning steps (encoder and a 3-class head, each batch split into row groups
+    /// on the cores as `mtl train` does): examples/s.
     Finetune,
     /// One epoch over the corpus with the encoder frozen, embeddings cached once: examples/s.
     Frozen,
@@ -138,12 +141,19 @@ fn finetune(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64
             started = Instant::now();
             examples = 0;
         }
-        let targets =
-            Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [labels.len()]), &device);
-        let logits = classifier.model.forward(&batch.to_input(&device), 0);
-        let value = loss.forward(logits, targets);
-        let _ = value.clone().into_scalar::<f32>();
-        let grads = GradientsParams::from_grads(value.backward(), &classifier.model);
+        let input = BertInput {
+            dropout: Some(DropoutKey::new(step as u64)),
+            ..batch.to_input(&device)
+        };
+        let terms = [LossTerm {
+            input: &input,
+            task: 0,
+            labels,
+            weight: 1.0,
+        }];
+        let (grads, logits) =
+            backward_in_row_groups(&classifier.model, &loss, &terms, row_groups(&device));
+        let _ = logits[0].clone().into_data();
         let (model, _) = optimizer.step(classifier.model, grads, step);
         classifier.model = model;
         examples += labels.len();
@@ -187,7 +197,10 @@ fn frozen(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64)>
     let indices: Vec<usize> = (0..corpus.len()).collect();
     for (step, chunk) in indices.chunks(args.batch_size).enumerate() {
         let batch = tokens.batch(0, chunk);
-        let logits = classifier.model.head_logits(cache.batch(0, chunk), 0);
+        let key = DropoutKey::new(step as u64);
+        let logits = classifier
+            .model
+            .head_logits(cache.batch(0, chunk), 0, Some(key));
         let value = loss.forward(logits, batch.targets(&device));
         let _ = value.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(value.backward(), &classifier.model);
