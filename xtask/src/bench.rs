@@ -96,11 +96,13 @@ pub fn run(
     with_onnxruntime: bool,
     repeat: usize,
     only: &[String],
+    corpus: Corpus,
 ) -> Result<()> {
     check_backend(backend)?;
     let model = fetch_model()?;
     datasets(false)?;
-    let corpus = write_corpus()?;
+    let corpus_name = format!("{corpus:?}").to_lowercase();
+    let corpus = write_corpus(corpus)?;
     let (ours, env) = build_release("mtl-bench", backend)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let selected: Vec<_> = MEASUREMENTS
@@ -151,20 +153,38 @@ pub fn run(
         out.join("results.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
+    println!("corpus: {corpus_name} ({})", corpus.display());
     println!("{}", table(&results, &selected, backend, threads, &peers));
     eprintln!("raw results: {}", out.join("results.json").display());
     Ok(())
 }
 
-/// 1,000 texts from the BBC and 1,000 from the tweets training splits, one per line.
-fn write_corpus() -> Result<PathBuf> {
+/// The texts every measurement runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Corpus {
+    /// The first 1,000 texts of the BBC and of the tweets training splits (file order): short
+    /// tweets and BBC paragraphs of up to 256 tokens.
+    Mixed,
+    /// The first 2,000 texts of the tweets training split: short texts only.
+    Tweets,
+}
+
+/// The corpus's texts, one per line, in a file of the cache.
+fn write_corpus(corpus: Corpus) -> Result<PathBuf> {
     let datasets = crate::datasets_dir();
+    let (sources, file): (&[(&str, usize)], _) = match corpus {
+        Corpus::Mixed => (
+            &[("bbc", PER_DATASET), ("tweets", PER_DATASET)],
+            "corpus.txt",
+        ),
+        Corpus::Tweets => (&[("tweets", 2 * PER_DATASET)], "corpus-tweets.txt"),
+    };
     let mut lines = Vec::new();
-    for name in ["bbc", "tweets"] {
+    for &(name, count) in sources {
         let path = datasets.join(name).join("train.jsonl");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        for line in text.lines().take(PER_DATASET) {
+        for line in text.lines().take(count) {
             let value: Value = serde_json::from_str(line)?;
             let text = value["text"].as_str().context("a text field")?;
             lines.push(text.replace(['\n', '\r'], " "));
@@ -172,7 +192,7 @@ fn write_corpus() -> Result<PathBuf> {
     }
     let dir = mtl_assets::cache_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join("corpus.txt");
+    let path = dir.join(file);
     std::fs::write(&path, lines.join("\n") + "\n")?;
     Ok(path)
 }

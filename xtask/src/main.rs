@@ -79,6 +79,9 @@ enum Task {
         /// Only these measurements (embed1, embed32, embed128, finetune, frozen).
         #[arg(long = "only", value_name = "NAME")]
         only: Vec<String>,
+        /// The texts: `mixed` (1,000 BBC paragraphs and 1,000 tweets) or `tweets` (2,000).
+        #[arg(long, value_enum, default_value = "mixed")]
+        corpus: bench::Corpus,
     },
     /// Load-test `mtl serve` (all-MiniLM-L6-v2, release build): 1, 8 and 64 clients sending
     /// TEI `/embed` requests of 1-16 tweets back to back; with --with-python the same load on
@@ -154,7 +157,15 @@ fn main() -> Result<()> {
             with_onnxruntime,
             repeat,
             only,
-        } => bench::run(&backend, with_pytorch, with_onnxruntime, repeat, &only)?,
+            corpus,
+        } => bench::run(
+            &backend,
+            with_pytorch,
+            with_onnxruntime,
+            repeat,
+            &only,
+            corpus,
+        )?,
         Task::BenchServe {
             backend,
             seconds,
