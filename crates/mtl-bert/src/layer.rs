@@ -2,10 +2,10 @@
 
 use burn::nn::{Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::activation::{gelu_approximate, relu};
 
 use crate::attention::{BertAttention, linear};
-use crate::bias_gelu::bias_gelu;
+use crate::bias_gelu::{bias_gelu, gelu};
 use crate::config::{BertConfig, HiddenAct};
 use crate::dropout::{DropoutKey, dropout};
 
