@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -109,10 +110,11 @@ enum Task {
         #[arg(long, default_value_t = 4096)]
         max_concurrent_requests: usize,
     },
-    /// Check GPU-capable backends against the CPU: encoder outputs within 1e-4 of flex's
-    /// and five training steps within 1e-3 (crates/mtl-train/tests/backends.rs). `wgpu` runs
-    /// on Mesa's software Vulkan where there is no GPU; `tch` builds against the torch 2.9.0
-    /// wheel (creating .cache/torch-venv on first use) and runs on CUDA or libtorch's CPU.
+    /// Check GPU-capable backends against the CPU backend flex on the tiny fixture model:
+    /// encoder outputs and every pooling, and five training steps' losses, gradients and
+    /// parameters (crates/mtl-train/tests/backends.rs). `wgpu` runs on Mesa's software Vulkan
+    /// where there is no GPU; `tch` builds against the torch 2.9.0 wheel (creating
+    /// .cache/torch-venv on first use) and runs on CUDA or libtorch's CPU.
     TestBackend {
         /// wgpu, tch or cuda; several are built together and each is checked.
         #[arg(required = true)]
@@ -128,6 +130,12 @@ enum Task {
         /// against flex (as `test-backend` does, without a second build of the workspace).
         #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
         backends: Vec<String>,
+        /// Lint the workspace's own crates with clippy (`-D warnings`, every target the test
+        /// build compiles) while the test build compiles them: clippy-driver wraps rustc for
+        /// the workspace members only, so the dependencies are not checked a second time as
+        /// `cargo clippy` would (what CI runs).
+        #[arg(long)]
+        clippy: bool,
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -209,18 +217,20 @@ fn main() -> Result<()> {
             ];
             cargo_with_env(args.map(String::from), &env)?;
         }
-        Task::Test { backends, args } => {
+        Task::Test {
+            backends,
+            clippy,
+            args,
+        } => {
             // The downloads (model, data sets, and the PyTorch environment whose `transformers`
             // the hf_compat tests run: they fail, rather than pass unchecked, without it) go on
-            // while cargo builds the tests; the tests run once all are there. Building with
-            // `tch` needs the environment's libtorch, so then the build waits for it.
+            // while cargo builds the tests; the tests run once all are there.
             let mut venv = Venv::Starting(start_torch_venv()?);
             let assets = std::thread::spawn(|| -> Result<()> {
                 fetch_model()?;
                 datasets(false)
             });
             let mut features = vec!["mtl-bert/ndarray".to_owned()];
-            let mut env = Vec::new();
             for backend in &backends {
                 check_backend(backend)?;
                 if matches!(backend.as_str(), "flex" | "ndarray") {
@@ -228,44 +238,180 @@ fn main() -> Result<()> {
                         "--backends takes GPU-capable backends; flex and ndarray are always tested"
                     );
                 }
-                if backend == "tch" {
-                    venv = Venv::Ready(venv.finish()?);
-                }
-                env.extend(backend_env(backend)?);
                 features.push(format!("mtl-train/{backend}"));
             }
-            let mut test = Vec::new();
+            let features = features.join(",");
+            let mut env = Vec::new();
+            let mut config = Vec::new();
             if !backends.is_empty() {
                 // Autotuning tries the fewest kernels (on a machine without a GPU, Mesa
                 // compiles each one on the CPU).
                 env.push(("CUBECL_AUTOTUNE_LEVEL".into(), "minimal".into()));
                 for name in GPU_ONLY_CRATES {
-                    test.push("--config".to_owned());
-                    test.push(format!("profile.test.package.{name}.opt-level=1"));
+                    config.push("--config".to_owned());
+                    config.push(format!("profile.test.package.{name}.opt-level=1"));
                 }
             }
+            if clippy {
+                env.extend(clippy_wrapper()?);
+            }
+            if backends.iter().any(|b| b == "tch") {
+                // Building `tch` needs the environment's libtorch. While pip still installs it,
+                // build every unit that does not link libtorch (the same units, profile and
+                // features as the test build below, which then finds them built).
+                if let Venv::Starting(child) = &mut venv
+                    && !finishes_within(child, Duration::from_secs(10))?
+                {
+                    prebuild_without_libtorch(&config, &features, &env)?;
+                }
+                venv = Venv::Ready(venv.finish()?);
+            }
+            for backend in &backends {
+                env.extend(backend_env(backend)?);
+            }
+            let mut test = config;
             test.extend(["test", "--workspace", "--features"].map(String::from));
-            test.push(features.join(","));
+            test.push(features);
             let cargo_args = args.iter().take_while(|a| *a != "--").cloned();
             let build = test.iter().cloned().chain(["--no-run".into()]);
+            let started = Instant::now();
             cargo_with_env(build.chain(cargo_args), &env)?;
+            eprintln!("xtask: the test build took {}", took(started));
+            let started = Instant::now();
             assets
                 .join()
                 .map_err(|_| anyhow::anyhow!("fetching the model and data sets panicked"))??;
             let venv = venv.finish()?;
             eprintln!("PyTorch reference environment: {}", venv.display());
+            eprintln!(
+                "xtask: waiting for the model, data sets and PyTorch environment after the build \
+                 took {}",
+                took(started)
+            );
             env.push(("MTL_TORCH_VENV".to_owned(), venv.display().to_string()));
+            let started = Instant::now();
             cargo_with_env(test.into_iter().chain(args), &env)?;
+            eprintln!("xtask: the tests took {}", took(started));
         }
     }
     Ok(())
+}
+
+/// The environment that makes cargo run clippy on the workspace's own crates as it compiles
+/// them (what `cargo clippy` sets for its check build): clippy-driver, from the toolchain
+/// running this xtask, as `RUSTC_WORKSPACE_WRAPPER`, and `-D warnings` in `CLIPPY_ARGS`.
+fn clippy_wrapper() -> Result<Vec<(String, String)>> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let output = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .with_context(|| format!("running {rustc} --print sysroot"))?;
+    if !output.status.success() {
+        bail!("{rustc} --print sysroot failed ({})", output.status);
+    }
+    let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let driver = Path::new(&sysroot).join("bin/clippy-driver");
+    if !driver.is_file() {
+        bail!(
+            "{} is missing: install clippy (`rustup component add clippy`)",
+            driver.display()
+        );
+    }
+    Ok(vec![
+        (
+            "RUSTC_WORKSPACE_WRAPPER".into(),
+            driver.display().to_string(),
+        ),
+        // clippy-driver's argument list: each argument followed by this separator.
+        (
+            "CLIPPY_ARGS".into(),
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__".into(),
+        ),
+    ])
+}
+
+/// `cargo build --profile test --keep-going` of the workspace's test targets with `config`,
+/// `features` and `env`, before the PyTorch environment exists: everything that does not link
+/// libtorch gets built (torch-sys's build script, which needs it, fails, and with it what
+/// depends on it). The output goes to a log; only the time and the count are printed.
+fn prebuild_without_libtorch(
+    config: &[String],
+    features: &str,
+    env: &[(String, String)],
+) -> Result<()> {
+    let log_path = target_dir().join("xtask-prebuild.log");
+    std::fs::create_dir_all(target_dir())?;
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    eprintln!(
+        "xtask: building what does not link libtorch while the PyTorch environment installs \
+         (log: {})",
+        log_path.display()
+    );
+    let started = Instant::now();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut args = config.to_vec();
+    args.extend(
+        [
+            "build",
+            "--profile",
+            "test",
+            "--workspace",
+            "--tests",
+            "--examples",
+            "--keep-going",
+            "--features",
+            features,
+        ]
+        .map(String::from),
+    );
+    // torch-sys asks `python3` for torch (which it lacks): without this it would try to
+    // download a libtorch instead.
+    let status = Command::new(&cargo)
+        .args(&args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("LIBTORCH_USE_PYTORCH", "1")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("starting {cargo}"))?;
+    let compiled = std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Compiling "))
+        .count();
+    eprintln!(
+        "xtask: {compiled} crates built while the PyTorch environment was made, in {} \
+         ({status}; the rest builds next)",
+        took(started)
+    );
+    Ok(())
+}
+
+/// Whether `child` exits within `limit` (checking an existing environment takes a second or
+/// two; creating one, minutes).
+fn finishes_within(child: &mut std::process::Child, limit: Duration) -> Result<bool> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(false)
+}
+
+/// `started`'s elapsed time as minutes and seconds.
+fn took(started: Instant) -> String {
+    let seconds = started.elapsed().as_secs();
+    format!("{} min {:02} s ({seconds} s)", seconds / 60, seconds % 60)
 }
 
 /// The largest crates that only the GPU-capable backends bring in: `cargo xtask test
 /// --backends` builds them at opt-level 1 instead of the tests' 3 (they hand the work to Mesa or
 /// libtorch; at opt-level 3 the build of wgpu, tch and their CubeCL stack takes longer than
 /// everything else together), and every other crate as `cargo xtask test` does.
-const GPU_ONLY_CRATES: [&str; 44] = [
+const GPU_ONLY_CRATES: &[&str] = &[
     "burn-cubecl",
     "burn-cubecl-fusion",
     "burn-fusion",
@@ -295,17 +441,10 @@ const GPU_ONLY_CRATES: [&str; 44] = [
     "awint_ext",
     "glow",
     "gpu-allocator",
-    "miette",
     "naga",
     "pliron",
-    "prost",
     "tch",
     "torch-sys",
-    "turso",
-    "turso_core",
-    "turso_ext",
-    "turso_parser",
-    "turso_sync_engine",
     "wgpu",
     "wgpu-core",
     "wgpu-hal",
