@@ -21,11 +21,20 @@ It writes, under tests/fixtures/:
 
 The outputs are deterministic for a given torch version (seeded); the versions used are
 recorded in each reference.json.
+
+`--check` writes them into a temporary directory instead and compares them with the committed
+ones (exits 1 on any difference): the same files, JSON and tokenizer files equal, the random
+weights equal bit for bit, and the reference outputs within 1e-5 of each tensor's largest
+value (at least 1): torch's CPU kernels differ between instruction sets in the last bits (the
+tiny model's pooler outputs, near 1, differed by 1.7e-6 between an AVX-512 and an AVX2
+machine). A test runs it
+(crates/mtl-bert/tests/fixtures_current.rs), so CI fails when the fixtures and the script part.
 """
 
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,7 +50,7 @@ from safetensors.torch import save_file  # noqa: E402
 from transformers import BertConfig, BertForPreTraining, BertModel, BertTokenizerFast  # noqa: E402
 
 ROOT = _venv.ROOT
-FIXTURES = ROOT / "tests" / "fixtures"
+COMMITTED = ROOT / "tests" / "fixtures"
 
 TINY_WORDS = (
     "the a an of to and in is it on that this with for was as at by be are from or not but "
@@ -112,8 +121,8 @@ def write_reference(directory: Path, meta: dict, tensors: dict) -> None:
     save_file({k: v.contiguous().float() for k, v in tensors.items()}, str(directory / "reference.safetensors"))
 
 
-def make_tiny() -> None:
-    directory = FIXTURES / "tiny-bert"
+def make_tiny(fixtures: Path) -> None:
+    directory = fixtures / "tiny-bert"
     directory.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     for token in TINY_PUNCT + TINY_WORDS + TINY_PIECES + ["##" + p for p in TINY_PIECES]:
@@ -148,7 +157,7 @@ def make_tiny() -> None:
     randomize(pretraining.cls, generator)
     # After the heads: the MLM decoder's weight is tied to the word embeddings.
     pretraining.bert.load_state_dict(model.state_dict())
-    bin_dir = FIXTURES / "tiny-bert-pretraining"
+    bin_dir = fixtures / "tiny-bert-pretraining"
     pretraining.save_pretrained(str(bin_dir), safe_serialization=False)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
         (bin_dir / name).write_bytes((directory / name).read_bytes())
@@ -181,10 +190,10 @@ def make_tiny() -> None:
     print(f"wrote {directory} and {bin_dir}")
 
 
-def make_minilm(model_dir: Path) -> None:
+def make_minilm(model_dir: Path, fixtures: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
-    directory = FIXTURES / "minilm"
+    directory = fixtures / "minilm"
     st = SentenceTransformer(str(model_dir), device="cpu")
     max_len = st.max_seq_length
     tokenizer = BertTokenizerFast.from_pretrained(str(model_dir))
@@ -207,16 +216,72 @@ def make_minilm(model_dir: Path) -> None:
     print(f"wrote {directory} ({len(MINILM_TEXTS)} sentences, longest {max(map(len, ids))} tokens)")
 
 
+def tensors_of(path: Path) -> dict:
+    if path.suffix == ".bin":
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def compare(committed: Path, fresh: Path) -> list:
+    """The differences between the committed fixtures and freshly written ones."""
+    problems = []
+    names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    if names(committed) != names(fresh):
+        problems.append(f"files differ: committed {names(committed)}, written {names(fresh)}")
+    for name in names(committed):
+        a, b = committed / name, fresh / name
+        if not b.exists():
+            continue
+        if a.suffix in (".safetensors", ".bin"):
+            ta, tb = tensors_of(a), tensors_of(b)
+            if sorted(ta) != sorted(tb):
+                problems.append(f"{name}: tensor names differ")
+                continue
+            reference = a.name.startswith("reference.")
+            for key in sorted(ta):
+                x, y = ta[key].float(), tb[key].float()
+                if x.shape != y.shape:
+                    problems.append(f"{name} {key}: shape {tuple(x.shape)} vs {tuple(y.shape)}")
+                elif not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+                    problems.append(f"{name} {key}: not finite")
+                elif reference:
+                    scale = max(1.0, x.abs().max().item())
+                    diff = (x - y).abs().max().item() if x.numel() else 0.0
+                    if diff > 1e-5 * scale:
+                        problems.append(f"{name} {key}: differs by {diff:.2e} (largest value {scale:.2e})")
+                elif not torch.equal(ta[key], tb[key]):
+                    problems.append(f"{name} {key}: weights differ")
+        elif a.suffix == ".json":
+            if json.loads(a.read_text()) != json.loads(b.read_text()):
+                problems.append(f"{name}: JSON differs")
+        elif a.read_bytes() != b.read_bytes():
+            problems.append(f"{name}: bytes differ")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / ".cache" / "models" / "all-MiniLM-L6-v2",
                         help="all-MiniLM-L6-v2 directory (default: the one `cargo xtask fetch-model` writes)")
+    parser.add_argument("--check", action="store_true",
+                        help="write into a temporary directory and compare with tests/fixtures")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    make_tiny()
     if not (args.model / "model.safetensors").exists():
         sys.exit(f"{args.model} has no model.safetensors: run `cargo xtask fetch-model` first")
-    make_minilm(args.model)
+    with tempfile.TemporaryDirectory() as temporary:
+        fixtures = Path(temporary) if args.check else COMMITTED
+        torch.manual_seed(0)
+        make_tiny(fixtures)
+        make_minilm(args.model, fixtures)
+        if args.check:
+            problems = compare(COMMITTED, fixtures)
+            for problem in problems:
+                print(f"fixtures: {problem}", file=sys.stderr)
+            if problems:
+                sys.exit(f"{len(problems)} differences: rerun scripts/make_fixtures.py and review the diff")
+            print(f"the committed fixtures equal what {Path(__file__).name} writes")
 
 
 if __name__ == "__main__":

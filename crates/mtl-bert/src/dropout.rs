@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn dropout_is_the_identity_at_inference() {
-        let device = Device::default();
+        let device = crate::Backend::default_compiled().device(0).unwrap();
         let layer = burn::nn::DropoutConfig::new(0.5).init();
         let input = Tensor::<2>::ones([4, 8], &device);
         let output = dropout(&layer, input.clone(), Some(DropoutKey::new(3)));
@@ -252,7 +252,10 @@ mod tests {
 
     #[test]
     fn dropout_in_training_applies_the_keyed_mask() {
-        let device = Device::default().autodiff();
+        let device = crate::Backend::default_compiled()
+            .device(0)
+            .unwrap()
+            .autodiff();
         let layer = burn::nn::DropoutConfig::new(0.25).init();
         let key = DropoutKey::new(5).part(2);
         let input = Tensor::<2>::full([6, 10], 2.0, &device);

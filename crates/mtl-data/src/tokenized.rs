@@ -239,6 +239,36 @@ pub(crate) mod tests {
         assert_eq!(long.tokens.input_ids, [2, 5, 6, 7, 8, 3]);
     }
 
+    /// A sentence-pair task's batches hold both texts, `[CLS] text [SEP] pair [SEP]`, with
+    /// token type 1 on the second segment, as the tokenizer encodes pairs.
+    #[test]
+    fn pair_batches_encode_both_texts_with_their_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokenizer = tokenizer(dir.path(), 32);
+        let mut data = data(&["the cat sat", "a dog"]);
+        data.examples[0].text_pair = Some("good".into());
+        data.examples[1].text_pair = Some("bad mat !".into());
+        let task = TokenizedTask::new(&data, &tokenizer).unwrap();
+        let batch = task.batch(0, &[0, 1]);
+        let expected = tokenizer
+            .pad(
+                tokenizer
+                    .encode_pairs(&[("the cat sat", "good"), ("a dog", "bad mat !")])
+                    .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(batch.tokens, expected);
+        let seq = batch.tokens.seq_len;
+        assert_eq!(seq, 8);
+        // [CLS] the cat sat [SEP] good [SEP] [PAD] / [CLS] a dog [SEP] bad mat ! [SEP]
+        assert_eq!(batch.tokens.input_ids[..seq], [2, 5, 6, 7, 3, 15, 3, 0]);
+        assert_eq!(batch.tokens.input_ids[seq..], [2, 10, 11, 3, 16, 9, 14, 3]);
+        assert_eq!(batch.tokens.token_type_ids[..seq], [0, 0, 0, 0, 0, 1, 1, 0]);
+        assert_eq!(batch.tokens.token_type_ids[seq..], [0, 0, 0, 0, 1, 1, 1, 1]);
+        assert_eq!(batch.tokens.attention_mask[..seq], [1, 1, 1, 1, 1, 1, 1, 0]);
+        assert_eq!(task.lengths(), [7, 8]);
+    }
+
     #[test]
     fn eval_batches_cover_every_example_once() {
         let dir = tempfile::tempdir().unwrap();

@@ -343,7 +343,14 @@ fn frozen_parameters_stay_bit_for_bit_and_the_rest_train() {
             if is_frozen(name) || unused {
                 assert_eq!(&after[name], values, "{frozen:?}: {name} must not change");
             } else {
+                // Changed, and to finite values (NaN weights differ from any before).
                 assert_ne!(&after[name], values, "{frozen:?}: {name} must train");
+                assert!(
+                    after[name]
+                        .chunks_exact(4)
+                        .all(|b| f32::from_le_bytes(b.try_into().unwrap()).is_finite()),
+                    "{frozen:?}: {name} trained to a NaN or an infinity"
+                );
             }
         }
     }

@@ -12,11 +12,29 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use mtl_model::mtl_bert::Backend;
+use mtl_model::mtl_bert::{Backend, EncodeOptions, Pooling, SentenceEncoder};
 use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
 
+#[path = "../../../tests/support/compare.rs"]
+mod compare;
 #[path = "../../../tests/support/reference_venv.rs"]
 mod reference_venv;
+
+use compare::max_abs_diff;
+
+/// Every float parameter of an encoder, concatenated in visiting order.
+fn encoder_weights(encoder: &SentenceEncoder) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl burn::module::ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            let values: Vec<f32> = param.val().into_data().try_into_vec().unwrap();
+            self.0.extend(values);
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    encoder.model().visit(&mut collect);
+    collect.0
+}
 
 const CHECK: &str = r#"
 import json, sys, torch
@@ -26,16 +44,26 @@ model, info = BertModel.from_pretrained(model_dir, output_loading_info=True)
 assert not info["missing_keys"], f"missing: {info['missing_keys']}"
 assert all(k.startswith("heads.") for k in info["unexpected_keys"]), info["unexpected_keys"]
 model.eval()
+attention = torch.tensor(inputs["attention_mask"])
 with torch.no_grad():
-    out = model(input_ids=torch.tensor(inputs["input_ids"]),
-                attention_mask=torch.tensor(inputs["attention_mask"])).last_hidden_state
-mask = torch.tensor(inputs["attention_mask"]).bool()
-ours = torch.tensor(inputs["last_hidden_state"])
-# torch's max propagates NaN, and NaN <= 1e-5 is false; the finiteness check says so plainly.
-finite = bool(torch.isfinite(out[mask]).all()) and bool(torch.isfinite(ours[mask]).all())
-diff = (out[mask] - ours[mask]).abs().max().item()
-print(f"max abs difference {diff:.2e}, all finite: {finite}")
-sys.exit(0 if finite and diff <= 1e-5 else 1)
+    out = model(input_ids=torch.tensor(inputs["input_ids"]), attention_mask=attention)
+mask = attention.bool()
+weights = attention.unsqueeze(-1).float()
+mean = (out.last_hidden_state * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+worst = 0.0
+finite = True
+for name, theirs, ours in [
+    ("last_hidden_state", out.last_hidden_state[mask], torch.tensor(inputs["last_hidden_state"])[mask]),
+    ("mean pooling", mean, torch.tensor(inputs["mean"])),
+    ("pooler", out.pooler_output, torch.tensor(inputs["pooler"])),
+]:
+    # torch's max propagates NaN, and NaN <= tolerance is false; the finiteness check says so plainly.
+    finite = finite and bool(torch.isfinite(theirs).all()) and bool(torch.isfinite(ours).all())
+    diff = (theirs - ours).abs().max().item()
+    worst = max(worst, diff)
+    print(f"{name}: max abs difference {diff:.2e}")
+print(f"all finite: {finite}")
+sys.exit(0 if finite and worst <= 1e-5 else 1)
 "#;
 
 #[test]
@@ -66,6 +94,30 @@ fn fine_tuned_encoder_loads_in_transformers() {
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("model");
     classifier.save(&saved).unwrap();
+
+    // The step moved the encoder: transformers must load the trained weights, not the fixture's.
+    let cpu = device.clone().without_autodiff();
+    let fixture = SentenceEncoder::load(&tiny, &cpu).unwrap();
+    let trained = SentenceEncoder::load(&saved, &cpu).unwrap();
+    let moved = max_abs_diff(&encoder_weights(&fixture), &encoder_weights(&trained));
+    assert!(
+        moved > 1e-4,
+        "the saved encoder is the fixture's (moved {moved})"
+    );
+
+    // Our pooled embeddings of the saved model (mean and pooler, not normalised).
+    let pooled = |pooling| {
+        let options = EncodeOptions {
+            pooling: Some(pooling),
+            normalize: Some(false),
+            ..EncodeOptions::default()
+        };
+        let embeddings = trained.encode(&texts, &options).unwrap();
+        embeddings
+            .rows()
+            .map(<[f32]>::to_vec)
+            .collect::<Vec<Vec<f32>>>()
+    };
     let hidden = classifier
         .model
         .valid()
@@ -83,6 +135,8 @@ fn fine_tuned_encoder_loads_in_transformers() {
         "input_ids": rows(&batch.input_ids),
         "attention_mask": rows(&batch.attention_mask),
         "last_hidden_state": nested,
+        "mean": pooled(Pooling::Mean),
+        "pooler": pooled(Pooling::Pooler),
     });
     let inputs_path = dir.path().join("inputs.json");
     std::fs::write(&inputs_path, inputs.to_string()).unwrap();

@@ -129,6 +129,35 @@ impl Drop for Server {
     }
 }
 
+/// A sample's value in `/metrics` (`name` with its labels, e.g. `mtl_batch_size_count`).
+fn metric(server: &Server, name: &str) -> f64 {
+    let (status, text) = server.get("/metrics");
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
+}
+
+/// Waits until the model thread has embedded a text since `before` texts (a request is being
+/// worked on), for at most 60 s.
+fn wait_for_model_work(server: &Server, before: f64) {
+    let started = std::time::Instant::now();
+    while metric(server, "mtl_texts_total") <= before {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the model embedded nothing in 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// `n` texts of the tiny model's longest kind (about 60 tokens), numbered.
+fn long_texts(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("the team won game {i} after a very long and close match ").repeat(3))
+        .collect()
+}
+
 fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
     match result {
         Ok(r) => (r.status(), r.into_string().unwrap()),
@@ -178,9 +207,17 @@ fn rows(value: &Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// `/embed` of `texts` (not normalised) answers `encoder`'s embeddings.
+fn assert_embeds_unnormalised(server: &Server, encoder: &SentenceEncoder, texts: &[String]) {
+    let (status, body) = server.post_json("/embed", &json!({"inputs": texts, "normalize": false}));
+    assert_eq!(status, 200, "{body}");
+    assert_rows_close(&rows(&body), &expected(encoder, texts, false));
+}
+
 fn assert_rows_close(actual: &[Vec<f32>], expected: &[Vec<f32>]) {
     assert_eq!(actual.len(), expected.len());
     for (a, e) in actual.iter().zip(expected) {
+        assert_eq!(a.len(), e.len());
         let difference = max_abs_diff(a, e);
         assert!(difference <= 1e-6, "embeddings differ by {difference}");
     }
@@ -246,16 +283,48 @@ fn embeddings_equal_the_sentence_encoders_alone_and_batched_with_other_requests(
                 let mine: Vec<String> = (0..1 + client % 4)
                     .map(|i| format!("{} {}", texts[(client + i) % texts.len()], "win ".repeat(i)))
                     .collect();
-                scope.spawn(move || {
-                    let (status, body) =
-                        server.post_json("/embed", &json!({"inputs": mine, "normalize": false}));
-                    assert_eq!(status, 200, "{body}");
-                    assert_rows_close(&rows(&body), &expected(encoder, &mine, false));
-                })
+                scope.spawn(move || assert_embeds_unnormalised(server, encoder, &mine))
             })
             .collect();
         handles.into_iter().for_each(|h| h.join().unwrap());
     });
+
+    // Batched across requests, shown by the batch count: a large request alone takes `alone`
+    // batches; sent again with eight small requests (1-4 texts each) arriving while the model
+    // works on it, the small ones wait in the queue and share batches: fewer than eight more.
+    let big = long_texts(2048);
+    let batches = || metric(server, "mtl_batch_size_count");
+    let before = batches();
+    let (status, body) = server.post_json("/embed", &json!({"inputs": big}));
+    assert_eq!(status, 200, "{body}");
+    let alone = batches() - before;
+    let before = batches();
+    let texts_before = metric(server, "mtl_texts_total");
+    std::thread::scope(|scope| {
+        let large = scope.spawn(|| server.post_json("/embed", &json!({"inputs": big})).0);
+        wait_for_model_work(server, texts_before);
+        let small: Vec<_> = (0..8)
+            .map(|client| {
+                let mine: Vec<String> = (0..1 + client % 4)
+                    .map(|i| format!("small request {client} text {i}"))
+                    .collect();
+                let encoder = &encoder;
+                scope.spawn(move || assert_embeds_unnormalised(server, encoder, &mine))
+            })
+            .collect();
+        small.into_iter().for_each(|h| h.join().unwrap());
+        assert!(
+            !large.is_finished(),
+            "the large request ended before the small ones were answered: nothing to batch with"
+        );
+        assert_eq!(large.join().unwrap(), 200);
+    });
+    let together = batches() - before;
+    assert!(
+        together - alone < 8.0,
+        "eight small requests took {} batches of their own",
+        together - alone
+    );
 }
 
 #[test]
@@ -302,16 +371,24 @@ fn base64_dimensions_and_similarity() {
         );
         assert_error(status, &body, 422, "dimensions");
     }
+    // The cosines of the encoder's own embeddings (an identity or a symmetric matrix of other
+    // values fails).
     let (status, matrix) = server.post_json("/similarity", &json!({"inputs": texts}));
     assert_eq!(status, 200, "{matrix}");
     let matrix = rows(&matrix);
+    let encoder = SentenceEncoder::load(tiny_dir(), &device()).unwrap();
+    let embeddings = expected(&encoder, &texts, false);
+    let vectors: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
+    let cosines = mtl_bert::similarity::cosine_matrix(&vectors);
     assert_eq!(matrix.len(), texts.len());
-    for (i, row) in matrix.iter().enumerate() {
-        assert!((row[i] - 1.0).abs() < 1e-5, "{row:?}");
-        for (j, value) in row.iter().enumerate() {
-            assert!((value - matrix[j][i]).abs() < 1e-7 && value.is_finite());
-        }
-    }
+    assert_rows_close(&matrix, &cosines);
+    assert!(
+        cosines
+            .iter()
+            .flatten()
+            .any(|c| c.abs() < 0.999 && c.abs() > 1e-3),
+        "the texts' cosines are not all 0 or 1: {cosines:?}"
+    );
 }
 
 /// A two-task model with seeded heads on the tiny encoder, saved in `dir`.
@@ -338,8 +415,16 @@ fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
 
     let (status, body) = server.post_json("/predict", &json!({"inputs": texts}));
     assert_eq!(status, 200, "{body}");
-    for (answer, expected) in body.as_array().unwrap().iter().zip(&expected) {
-        for (task, p) in answer.as_array().unwrap().iter().zip(expected) {
+    let answers = body.as_array().unwrap();
+    assert_eq!(answers.len(), texts.len(), "{body}");
+    for (answer, expected) in answers.iter().zip(&expected) {
+        let answer = answer.as_array().unwrap();
+        assert_eq!(
+            answer.len(),
+            expected.len(),
+            "one prediction per task: {answer:?}"
+        );
+        for (task, p) in answer.iter().zip(expected) {
             assert_eq!(task["task"], p.task.as_str());
             assert_eq!(task["label"], p.label.as_str());
             let probabilities: Vec<f32> = task["probabilities"]
@@ -460,15 +545,31 @@ fn a_flood_beyond_the_limit_gets_429_while_health_answers() {
         ..Limits::default()
     };
     let server = Server::start(config);
-    let texts: Vec<String> = (0..512)
-        .map(|i| format!("the team won game {i} ").repeat(4))
-        .collect();
+    let texts = long_texts(2048);
+    let texts_before = metric(&server, "mtl_texts_total");
+    let served = std::sync::atomic::AtomicUsize::new(0);
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..16)
-            .map(|_| scope.spawn(|| server.post_json("/embed", &json!({"inputs": texts})).0))
+            .map(|_| {
+                scope.spawn(|| {
+                    let status = server.post_json("/embed", &json!({"inputs": texts})).0;
+                    if status == 200 {
+                        served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    status
+                })
+            })
             .collect();
+        // While the admitted request is on the model thread (it has embedded some texts and
+        // not answered yet), /health answers.
+        wait_for_model_work(&server, texts_before);
         let health = server.get("/health").0;
         assert_eq!(health, 200);
+        assert_eq!(
+            served.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "/health answered only after the flood's admitted request"
+        );
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(

@@ -131,6 +131,69 @@ fn sigterm_stops_the_server_with_status_0() {
     );
 }
 
+/// `mtl_texts_total` in `/metrics`: texts the model thread has taken into a batch.
+fn texts_embedded(base: &str) -> f64 {
+    let text = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("mtl_texts_total ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no mtl_texts_total in /metrics:\n{text}"))
+}
+
+#[test]
+fn sigterm_finishes_the_requests_in_flight() {
+    let (child, base) = serve(&[]);
+    let requests = 4;
+    let per_request = 2048;
+    let texts: Vec<String> = (0..per_request)
+        .map(|i| format!("the team won game {i} after a very long and close match ").repeat(3))
+        .collect();
+    let body = serde_json::json!({ "inputs": texts }).to_string();
+    let status = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..requests)
+            .map(|_| {
+                scope.spawn(|| {
+                    let response = ureq::post(&format!("{base}/embed"))
+                        .set("Content-Type", "application/json")
+                        .send_string(&body)
+                        .unwrap();
+                    let status = response.status();
+                    let rows: Vec<Vec<f32>> =
+                        serde_json::from_str(&response.into_string().unwrap()).unwrap();
+                    (status, rows.len())
+                })
+            })
+            .collect();
+        // SIGTERM once the model is at work on them, well before it is done.
+        let started = std::time::Instant::now();
+        let done = loop {
+            let done = texts_embedded(&base);
+            if done > 0.0 {
+                break done;
+            }
+            assert!(started.elapsed().as_secs() < 60, "nothing embedded in 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        let total = (requests * per_request) as f64;
+        assert!(
+            done < total / 2.0,
+            "{done} of {total} texts done before SIGTERM"
+        );
+        let status = stop(child);
+        for client in clients {
+            assert_eq!(client.join().unwrap(), (200, per_request));
+        }
+        status
+    });
+    assert!(
+        status.success(),
+        "mtl serve exited with {status} after SIGTERM"
+    );
+}
+
 #[test]
 fn a_public_address_without_an_api_key_is_refused() {
     let output = common::mtl()

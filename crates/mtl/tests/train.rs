@@ -571,6 +571,13 @@ fn finish_killed_run(args: &[String], run: &Path) {
     }
 }
 
+/// The step of a run's checkpoint (`checkpoint/state.json`), if it has one.
+fn checkpoint_step(run: &Path) -> Option<usize> {
+    let state = std::fs::read_to_string(run.join("checkpoint/state.json")).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    Some(state["step"].as_u64().unwrap() as usize)
+}
+
 /// The metrics log without its timing field.
 fn metrics_without_seconds(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
@@ -645,11 +652,30 @@ fn a_kill_at_every_atomic_step_or_at_random_instants_resumes_to_the_uninterrupte
         step += 1;
     }
 
-    // Kills at seeded random instants of the run, one after another, then a resume to the end.
+    // Kills at seeded random points of training, one after another, then a resume to the end.
+    // A point is a line count of metrics.jsonl (a line every 5 steps and at each evaluation),
+    // at least two lines before the end, so that every kill interrupts training: each must end
+    // the process by SIGKILL, leave no summary, and leave a checkpoint (if any) short of the
+    // last step.
+    let lines = |r: &Path| {
+        std::fs::read_to_string(r.join("metrics.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let whole_lines = lines(&whole);
+    let total_steps = checkpoint_step(&whole).expect("the whole run's checkpoint");
+    // One point in each third of lines 1..=n-2, two lines or more apart: a resumed run first
+    // cuts the log back to its checkpoint (at or before the previous point), so the old log's
+    // lines never reach the next point before the resumed run trains.
+    let third = (whole_lines - 2) / 3;
+    assert!(third >= 2, "{whole_lines} log lines");
     let mut rng = SplitMix64::new(7);
+    let points: Vec<usize> = (0..3)
+        .map(|i| 1 + i * third + rng.below(third as u64 - 1) as usize)
+        .collect();
     let run = runs.path().join("random");
     let args = short_run_args(&tasks, &run);
-    for attempt in 0..3 {
+    for (attempt, point) in points.into_iter().enumerate() {
         let resume = ["train".into(), "--resume".into(), run.display().to_string()];
         let command: &[String] = if run.join("config.toml").exists() {
             &resume
@@ -661,11 +687,33 @@ fn a_kill_at_every_atomic_step_or_at_random_instants_resumes_to_the_uninterrupte
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let delay = run_time.mul_f64(rng.below(1000) as f64 / 1000.0);
-        std::thread::sleep(delay);
+        let waited = Instant::now();
+        while lines(&run) < point {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "random kill {attempt}: the run ended before log line {point}"
+            );
+            assert!(
+                waited.elapsed() < run_time * 20,
+                "log line {point} never came"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         child.kill().unwrap();
         let status = child.wait().unwrap();
-        eprintln!("random kill {attempt} after {delay:?}: {status}");
+        eprintln!("random kill {attempt} at log line {point}: {status}");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "random kill {attempt} at log line {point}: {status}"
+        );
+        assert!(!run.join("summary.json").exists(), "random kill {attempt}");
+        if let Some(step) = checkpoint_step(&run) {
+            assert!(
+                step < total_steps,
+                "random kill {attempt}: checkpoint at step {step} of {total_steps}"
+            );
+        }
     }
     finish_killed_run(&args, &run);
     assert_same_run(&whole, &run, "killed at random instants");
@@ -705,6 +753,25 @@ fn overwrite_deletes_only_mtl_runs_and_never_the_working_directory() {
         "{stderr}"
     );
     assert!(run.join("best").is_dir(), "nothing deleted");
+    // From a directory of the user's inside the run: the run named by its absolute path, and
+    // as `..`, holds the working directory.
+    let inside = run.join("mine");
+    std::fs::create_dir(&inside).unwrap();
+    for output in [run.clone(), Path::new("..").to_path_buf()] {
+        let mut args = train_args(&tasks, &output);
+        args.extend(["--epochs", "1", "--overwrite"].map(String::from));
+        let out = mtl().args(&args).current_dir(&inside).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("working directory"),
+            "{}: {stderr}",
+            output.display()
+        );
+        assert!(
+            run.join("best").is_dir() && inside.is_dir(),
+            "nothing deleted"
+        );
+    }
 
     args.push("--overwrite".into());
     run_ok(&args);
@@ -712,6 +779,7 @@ fn overwrite_deletes_only_mtl_runs_and_never_the_working_directory() {
         std::fs::read_to_string(run.join("notes.txt")).unwrap(),
         "mine"
     );
+    assert!(inside.is_dir(), "the user's directory is kept");
 }
 
 #[test]
