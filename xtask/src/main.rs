@@ -136,6 +136,10 @@ enum Task {
         /// `cargo clippy` would (what CI runs).
         #[arg(long)]
         clippy: bool,
+        /// Build the tests and fetch what they need, but run none (CI runs the tests in a second
+        /// call, once Mesa is installed: the build finds everything built).
+        #[arg(long)]
+        no_run: bool,
         /// Extra arguments for `cargo test` (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -220,6 +224,7 @@ fn main() -> Result<()> {
         Task::Test {
             backends,
             clippy,
+            no_run,
             args,
         } => {
             // The downloads (model, data sets, and the PyTorch environment whose `transformers`
@@ -247,7 +252,7 @@ fn main() -> Result<()> {
                 // Autotuning tries the fewest kernels (on a machine without a GPU, Mesa
                 // compiles each one on the CPU).
                 env.push(("CUBECL_AUTOTUNE_LEVEL".into(), "minimal".into()));
-                for name in GPU_ONLY_CRATES {
+                for name in GPU_ONLY_CRATES.iter().chain(&["burn-dispatch"]) {
                     config.push("--config".to_owned());
                     config.push(format!("profile.test.package.{name}.opt-level=1"));
                 }
@@ -288,6 +293,9 @@ fn main() -> Result<()> {
                  took {}",
                 took(started)
             );
+            if no_run {
+                return Ok(());
+            }
             env.push(("MTL_TORCH_VENV".to_owned(), venv.display().to_string()));
             let started = Instant::now();
             cargo_with_env(test.into_iter().chain(args), &env)?;
@@ -360,6 +368,7 @@ fn prebuild_without_libtorch(
             "--tests",
             "--examples",
             "--keep-going",
+            "--timings",
             "--features",
             features,
         ]
@@ -410,7 +419,12 @@ fn took(started: Instant) -> String {
 /// The largest crates that only the GPU-capable backends bring in: `cargo xtask test
 /// --backends` builds them at opt-level 1 instead of the tests' 3 (they hand the work to Mesa or
 /// libtorch; at opt-level 3 the build of wgpu, tch and their CubeCL stack takes longer than
-/// everything else together), and every other crate as `cargo xtask test` does.
+/// everything else together), and every other crate as `cargo xtask test` does, but for
+/// burn-dispatch, also at opt-level 1 then: it instantiates the generic code of every backend
+/// compiled in (CubeCL's kernels launchers for wgpu, libtorch's, autodiff over each), which made
+/// it the longest crate of the build and the one all of Burn and ours wait for (242 s at
+/// opt-level 3 on 2 cores); the CPU tests' arithmetic runs in burn-flex, gemm and burn-ndarray,
+/// still at opt-level 3.
 const GPU_ONLY_CRATES: &[&str] = &[
     "burn-cubecl",
     "burn-cubecl-fusion",

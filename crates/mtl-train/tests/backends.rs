@@ -104,9 +104,11 @@ fn encoder_outputs_match_the_cpu_backend() {
             "{backend}: last hidden state differs from flex by {diff}"
         );
         for pooling in [Pooling::Mean, Pooling::Cls, Pooling::Max, Pooling::Pooler] {
+            // One batch of every text: the forward pass's shapes again, whose kernels Mesa has
+            // compiled already (each new shape costs a compile on the CPU).
             let options = EncodeOptions {
                 pooling: Some(pooling),
-                batch_size: 2,
+                batch_size: texts.len(),
                 ..EncodeOptions::default()
             };
             let ours = encoder.encode(&texts, &options).unwrap();
