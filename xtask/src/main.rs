@@ -357,7 +357,6 @@ fn prebuild_without_libtorch(
         log_path.display()
     );
     let started = Instant::now();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = config.to_vec();
     args.extend(
         [
@@ -376,9 +375,8 @@ fn prebuild_without_libtorch(
     );
     // torch-sys asks `python3` for torch (which it lacks): without this it would try to
     // download a libtorch instead.
-    let status = Command::new(&cargo)
-        .args(&args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+    let (cargo, mut command) = cargo_command(&args, env);
+    let status = command
         .env("LIBTORCH_USE_PYTORCH", "1")
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -673,18 +671,25 @@ pub(crate) fn backend_env(backend: &str) -> Result<Vec<(String, String)>> {
     ])
 }
 
+/// A command running cargo (the one running this xtask) with `args` and extra environment
+/// variables, and cargo's path.
+fn cargo_command(args: &[String], env: &[(String, String)]) -> (String, Command) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    (cargo, command)
+}
+
 /// Runs cargo (the one running this xtask) with `args` and extra environment variables,
 /// failing if it fails.
 pub(crate) fn cargo_with_env(
     args: impl IntoIterator<Item = String>,
     env: &[(String, String)],
 ) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let args: Vec<String> = args.into_iter().collect();
     eprintln!("running: cargo {}", args.join(" "));
-    let status = Command::new(&cargo)
-        .args(&args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+    let (cargo, mut command) = cargo_command(&args, env);
+    let status = command
         .status()
         .with_context(|| format!("starting {cargo}"))?;
     if !status.success() {
