@@ -87,6 +87,38 @@ impl TaskSampler {
     }
 }
 
+impl TaskSampler {
+    /// The sampler as a setting reads it: `round-robin`, `proportional` or `temperature:T`
+    /// (what [`FromStr`](std::str::FromStr) parses back).
+    pub fn setting(&self) -> String {
+        match self {
+            Self::RoundRobin => "round-robin".into(),
+            Self::Proportional => "proportional".into(),
+            Self::Temperature { t } => format!("temperature:{t}"),
+        }
+    }
+}
+
+impl std::str::FromStr for TaskSampler {
+    type Err = String;
+
+    /// Parses `round-robin`, `proportional` or `temperature:T` (the temperature is checked by
+    /// [`TaskSampler::validate`]).
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "round-robin" => Ok(Self::RoundRobin),
+            None if text == "proportional" => Ok(Self::Proportional),
+            Some(("temperature", t)) => t
+                .parse()
+                .map(|t| Self::Temperature { t })
+                .map_err(|_| format!("sampler {text:?}: bad temperature")),
+            _ => Err(format!(
+                "unknown sampler {text:?} (expected round-robin, proportional or temperature:T)"
+            )),
+        }
+    }
+}
+
 impl fmt::Display for TaskSampler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -121,6 +153,39 @@ impl EpochMode {
     /// the epoch).
     pub fn cycles(&self) -> bool {
         matches!(self, Self::UntilLargestExhausted | Self::FixedSteps(_))
+    }
+}
+
+impl EpochMode {
+    /// The mode as a setting reads it: `smallest`, `largest`, `all` or `steps:N` (what
+    /// [`FromStr`](std::str::FromStr) parses back).
+    pub fn setting(&self) -> String {
+        match self {
+            Self::UntilSmallestExhausted => "smallest".into(),
+            Self::UntilLargestExhausted => "largest".into(),
+            Self::UntilAllExhausted => "all".into(),
+            Self::FixedSteps(n) => format!("steps:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for EpochMode {
+    type Err = String;
+
+    /// Parses `smallest`, `largest`, `all` or `steps:N`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "smallest" => Ok(Self::UntilSmallestExhausted),
+            None if text == "largest" => Ok(Self::UntilLargestExhausted),
+            None if text == "all" => Ok(Self::UntilAllExhausted),
+            Some(("steps", n)) => n
+                .parse()
+                .map(Self::FixedSteps)
+                .map_err(|_| format!("epoch {text:?}: bad step count")),
+            _ => Err(format!(
+                "unknown epoch {text:?} (expected smallest, largest, all or steps:N)"
+            )),
+        }
     }
 }
 
@@ -174,6 +239,34 @@ mod tests {
             assert!(TaskSampler::Temperature { t }.validate().is_err(), "{t}");
         }
         TaskSampler::Temperature { t: 0.5 }.validate().unwrap();
+    }
+
+    #[test]
+    fn settings_parse_back_to_the_same_value() {
+        for text in [
+            "round-robin",
+            "proportional",
+            "temperature:2",
+            "temperature:0.5",
+        ] {
+            let sampler: TaskSampler = text.parse().unwrap();
+            assert_eq!(sampler.setting(), text);
+        }
+        assert_eq!(
+            "temperature:2".parse::<TaskSampler>(),
+            Ok(TaskSampler::Temperature { t: 2.0 })
+        );
+        for text in ["smallest", "largest", "all", "steps:7"] {
+            let mode: EpochMode = text.parse().unwrap();
+            assert_eq!(mode.setting(), text);
+        }
+        assert_eq!("steps:7".parse::<EpochMode>(), Ok(EpochMode::FixedSteps(7)));
+        for bad in ["random", "temperature:x", "temperature", ""] {
+            assert!(bad.parse::<TaskSampler>().is_err(), "{bad}");
+        }
+        for bad in ["forever", "steps:x", "steps:-1", ""] {
+            assert!(bad.parse::<EpochMode>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -24,6 +24,24 @@ pub enum HeadKind {
     },
 }
 
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+
+    /// Parses `linear` or `mlp:WIDTH` (as `mtl train --head` takes it).
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "linear" => Ok(Self::Linear),
+            Some(("mlp", width)) => width
+                .parse()
+                .map(|width| Self::Mlp { width })
+                .map_err(|_| format!("head {text:?}: bad width")),
+            _ => Err(format!(
+                "unknown head {text:?} (expected linear or mlp:WIDTH)"
+            )),
+        }
+    }
+}
+
 /// One task: its name, its labels in output order, and its head.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskConfig {
@@ -156,6 +174,27 @@ pub(crate) struct SavedConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heads_parse_from_their_command_line_names() {
+        assert_eq!("linear".parse::<HeadKind>(), Ok(HeadKind::Linear));
+        assert_eq!(
+            "mlp:64".parse::<HeadKind>(),
+            Ok(HeadKind::Mlp { width: 64 })
+        );
+        assert!(
+            "mlp:x"
+                .parse::<HeadKind>()
+                .unwrap_err()
+                .contains("bad width")
+        );
+        assert!(
+            "mlp"
+                .parse::<HeadKind>()
+                .unwrap_err()
+                .contains("unknown head")
+        );
+    }
 
     fn config() -> MtlConfig {
         MtlConfig::new(vec![

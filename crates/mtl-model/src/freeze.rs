@@ -169,9 +169,91 @@ fn switch<M: Module>(module: M, frozen: bool) -> M {
     }
 }
 
+impl ModelPart {
+    /// Reads a freeze list as given on the command line or in a configuration: each item a
+    /// part (see [`FromStr`]), `none` standing for no part (so `--freeze none` overrides a
+    /// configured list).
+    pub fn parse_list<S: AsRef<str>>(items: &[S]) -> Result<Vec<Self>, String> {
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|item| *item != "none")
+            .map(str::parse)
+            .collect()
+    }
+}
+
+/// What trains in one epoch of gradual unfreezing (ULMFiT's schedule): the heads always, and
+/// the top [`layers`](Self::layers) encoder layers, one more every `every` epochs from the
+/// top down; once every layer trains, one epoch later the embeddings (and the pooler) too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unfrozen {
+    /// Encoder layers that train, counted from the top.
+    pub layers: usize,
+    /// Whether the embeddings and the rest of the encoder train as well.
+    pub embeddings: bool,
+}
+
+impl Unfrozen {
+    /// The schedule's state in `epoch` (from 0) of a model with `num_layers` encoder layers,
+    /// unfreezing one more layer every `every` epochs (at least 1).
+    pub fn at(epoch: usize, every: usize, num_layers: usize) -> Self {
+        let thawed = epoch / every.max(1);
+        Self {
+            layers: thawed.min(num_layers),
+            embeddings: thawed > num_layers,
+        }
+    }
+
+    /// `model` with the encoder frozen except what trains in this state (its other parts as
+    /// they were).
+    pub fn apply(&self, model: MultiTaskModel, config: &MtlConfig) -> Result<MultiTaskModel> {
+        let num_layers = model.encoder.num_layers();
+        let mut model = model.freeze(&ModelPart::Encoder, config)?;
+        for layer in num_layers - self.layers.min(num_layers)..num_layers {
+            model = model.unfreeze(&ModelPart::Layer(layer), config)?;
+        }
+        if self.embeddings {
+            model = model.unfreeze(&ModelPart::Encoder, config)?;
+        }
+        Ok(model)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gradual_unfreezing_thaws_a_layer_every_few_epochs_then_the_embeddings() {
+        let schedule: Vec<Unfrozen> = (0..8).map(|epoch| Unfrozen::at(epoch, 2, 2)).collect();
+        let state = |layers, embeddings| Unfrozen { layers, embeddings };
+        assert_eq!(
+            schedule,
+            [
+                state(0, false),
+                state(0, false),
+                state(1, false),
+                state(1, false),
+                state(2, false),
+                state(2, false),
+                state(2, true),
+                state(2, true),
+            ]
+        );
+        assert_eq!(Unfrozen::at(5, 1, 12), state(5, false));
+        assert_eq!(Unfrozen::at(13, 1, 12), state(12, true));
+    }
+
+    #[test]
+    fn freeze_lists_skip_none() {
+        assert_eq!(
+            ModelPart::parse_list(&["none", "encoder", "head:a"]),
+            Ok(vec![ModelPart::Encoder, ModelPart::Head("a".into())])
+        );
+        assert_eq!(ModelPart::parse_list::<&str>(&[]), Ok(vec![]));
+        assert!(ModelPart::parse_list(&["pooler"]).is_err());
+    }
 
     #[test]
     fn parts_parse_and_print() {

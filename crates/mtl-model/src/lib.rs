@@ -27,7 +27,7 @@ pub mod model;
 pub use classifier::{CONFIG_FILE, MultiTaskClassifier, Prediction, read_saved_config};
 pub use config::{FORMAT_VERSION, HeadKind, MtlConfig, TaskConfig};
 pub use error::{Error, Result};
-pub use freeze::ModelPart;
+pub use freeze::{ModelPart, Unfrozen};
 pub use head::ClassificationHead;
 pub use model::MultiTaskModel;
 pub use mtl_bert;
