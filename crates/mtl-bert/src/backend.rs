@@ -118,7 +118,7 @@ impl Backend {
 }
 
 /// How many row groups a batch is split into on `device`, at inference (see
-/// [`crate::BertModel::forward`]) and in training (see `mtl_train::train::row_groups`): the size
+/// [`crate::BertModel::forward`]) and in training (see mtl-train's `row_groups`): the size
 /// of the thread pool on the pure-Rust CPU backends (flex, ndarray), whose matrix products use
 /// every core but whose element-wise operations (GELU, additions, LayerNorm's neighbours) run
 /// on one; 1 on the others, which parallelise every operation themselves.

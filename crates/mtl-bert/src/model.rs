@@ -131,7 +131,7 @@ impl BertModel {
     /// same, and the element-wise work those backends do on one thread runs on all of them
     /// (measured: 1.4-1.6x the texts/s on 2 cores, docs/BENCHMARKS.md). On an autodiff device
     /// the batch runs whole: a training step splits its batches itself, each group with a
-    /// graph of its own (`mtl_train::train::row_groups`), and the dropout masks of
+    /// graph of its own (mtl-train's `row_groups`), and the dropout masks of
     /// [`BertInput::dropout`] do not depend on the split.
     pub fn forward(&self, input: &BertInput) -> Tensor<3> {
         let [batch, _] = input.input_ids.dims();

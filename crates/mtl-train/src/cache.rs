@@ -5,7 +5,7 @@
 //! runs the heads alone: dropout on the cached vector, then the head, exactly as the uncached
 //! model does after its frozen encoder.
 
-use anyhow::{Result, anyhow};
+use crate::error::{Error, Result};
 use burn::prelude::*;
 use mtl_data::TokenizedTask;
 use mtl_model::MultiTaskModel;
@@ -40,7 +40,7 @@ impl EmbeddingCache {
                 let values: Vec<f32> = vectors
                     .into_data()
                     .try_into_vec()
-                    .map_err(|e| anyhow!("reading pooled vectors back: {e:?}"))?;
+                    .map_err(|e| Error::Tensor(format!("reading pooled vectors back: {e:?}")))?;
                 for (row, &example) in values.chunks_exact(width).zip(&batch.examples) {
                     rows[example * width..(example + 1) * width].copy_from_slice(row);
                 }

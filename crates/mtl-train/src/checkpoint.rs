@@ -3,14 +3,14 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Error, Result};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Tensor;
 use mtl_model::MultiTaskModel;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::TaskMetrics;
-use crate::train::optimizer::TrainOptimizer;
+use crate::optimizer::TrainOptimizer;
 
 /// The checkpoint's directory name inside the run directory.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
@@ -88,16 +88,21 @@ pub fn save(
     model
         .clone()
         .save_file(staging.path().join("model.bpk"))
-        .map_err(|e| anyhow::anyhow!("saving the model checkpoint: {e:?}"))?;
+        .map_err(|e| Error::Tensor(format!("saving the model checkpoint: {e:?}")))?;
     optimizer.save(&staging.path().join("optimizer.bpk"))?;
     let state_json = serde_json::to_string_pretty(state).expect("the state serialises");
-    std::fs::write(staging.path().join("state.json"), state_json)?;
+    let state_path = staging.path().join("state.json");
+    std::fs::write(&state_path, state_json)
+        .with_context(|| format!("writing {}", state_path.display()))?;
     let mut sums = String::new();
     for name in FILES {
-        let digest = mtl_fs::sha256_file(&staging.path().join(name))?;
+        let path = staging.path().join(name);
+        let digest =
+            mtl_fs::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
         sums.push_str(&format!("{digest}  {name}\n"));
     }
-    std::fs::write(staging.path().join(CHECKSUMS), sums)?;
+    let sums_path = staging.path().join(CHECKSUMS);
+    std::fs::write(&sums_path, sums).with_context(|| format!("writing {}", sums_path.display()))?;
     mtl_fs::replace_dir(staging, &target)
         .with_context(|| format!("installing {}", target.display()))
 }
@@ -116,11 +121,11 @@ pub fn ensure_finite(model: &MultiTaskModel) -> Result<()> {
     let mut visitor = Finite(0);
     model.visit(&mut visitor);
     if visitor.0 > 0 {
-        bail!(
+        return Err(Error::NotFinite(format!(
             "{} parameter tensor(s) of the model hold NaN or infinite values: the training \
              diverged; try a lower learning rate (`--resume` accepts --encoder-lr and --head-lr)",
             visitor.0
-        );
+        )));
     }
     Ok(())
 }
@@ -138,7 +143,7 @@ pub fn read_state(run_dir: &Path) -> Result<Option<TrainState>> {
         .with_context(|| format!("reading {}", state_path.display()))?;
     serde_json::from_str(&text)
         .map(Some)
-        .with_context(|| format!("parsing {}", state_path.display()))
+        .map_err(|e| Error::Checkpoint(format!("parsing {}: {e}", state_path.display())))
 }
 
 /// Checks every file of the checkpoint in `dir` against its `SHA256SUMS`.
@@ -154,16 +159,18 @@ fn verify(dir: &Path) -> Result<()> {
         let expected = sums
             .lines()
             .find_map(|line| line.strip_suffix(&format!("  {name}")))
-            .with_context(|| format!("{} does not list {name}", sums_path.display()))?;
+            .ok_or_else(|| {
+                Error::Checkpoint(format!("{} does not list {name}", sums_path.display()))
+            })?;
         let path = dir.join(name);
         let found =
             mtl_fs::sha256_file(&path).with_context(|| format!("reading {}", path.display()))?;
         if found != expected {
-            bail!(
+            return Err(Error::Checkpoint(format!(
                 "{} is corrupt: its sha256 is {found}, but {CHECKSUMS} says {expected}; the \
                  checkpoint cannot be trusted",
                 path.display()
-            );
+            )));
         }
     }
     Ok(())
@@ -179,9 +186,12 @@ pub fn load(
     optimizer: impl FnOnce(&MultiTaskModel) -> TrainOptimizer,
 ) -> Result<(MultiTaskModel, TrainOptimizer)> {
     let dir = run_dir.join(CHECKPOINT_DIR);
-    let model = model
-        .try_load_file(dir.join("model.bpk"))
-        .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", dir.join("model.bpk").display()))?;
+    let model = model.try_load_file(dir.join("model.bpk")).map_err(|e| {
+        Error::Checkpoint(format!(
+            "loading {}: {e:?}",
+            dir.join("model.bpk").display()
+        ))
+    })?;
     let optimizer = optimizer(&model).load(&dir.join("optimizer.bpk"))?;
     Ok((model, optimizer))
 }

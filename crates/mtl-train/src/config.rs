@@ -2,11 +2,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use mtl_bert::Pooling;
 use mtl_data::{DataFormat, EpochMode, PlanConfig, TaskSampler};
 use mtl_model::{HeadKind, ModelPart};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+use crate::setting_doc;
 
 /// One task to train: its data, labels, head and loss weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,39 +16,33 @@ use serde::{Deserialize, Serialize};
 pub struct TaskSpec {
     /// The task's name (the head is `heads.<name>`).
     pub name: String,
-    /// A data set fetched by name (`bbc`, `tweets`, `polarity`, `amazon`), a directory
-    /// holding a `train` file and optionally `valid` and `test` files (`.jsonl`, `.csv` or
-    /// `.tsv`), or a single training file. Without a validation file, a seeded stratified 10%
-    /// of the training examples is held out for validation.
+    #[doc = setting_doc!(data)]
     pub data: String,
-    /// The labels, in head-output order; any other label in the data is an error. Default:
-    /// the named data set's labels, else the sorted distinct labels of the training split.
+    #[doc = setting_doc!(labels)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
-    /// Weight of this task's loss. Default: 1.
+    #[doc = setting_doc!(weight)]
     #[serde(default = "one")]
     pub weight: f64,
-    /// The head. Default: linear.
+    #[doc = setting_doc!(head)]
     #[serde(default)]
     pub head: HeadKind,
     /// File format of the splits. Default: each file's extension's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<DataFormat>,
-    /// Field or column with the text. Default: `text`.
+    #[doc = setting_doc!(text_field)]
     #[serde(default = "text_field")]
     pub text_field: String,
-    /// Field or column with the second text of a sentence-pair task (encoded as a BERT pair).
-    /// Default: none.
+    #[doc = setting_doc!(text_pair_field)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_pair_field: Option<String>,
-    /// Field or column with the label. Default: `label`.
+    #[doc = setting_doc!(label_field)]
     #[serde(default = "label_field")]
     pub label_field: String,
-    /// Field or column with each example's id (written to `plan.jsonl`). Default: the line
-    /// number (`id` for the named data sets).
+    #[doc = setting_doc!(id_field)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_field: Option<String>,
-    /// CSV/TSV field delimiter. Default: `,` for `.csv`, a tab for `.tsv`.
+    #[doc = setting_doc!(delimiter)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delimiter: Option<char>,
 }
@@ -80,6 +76,13 @@ impl TaskSpec {
             delimiter: None,
         }
     }
+
+    /// The task's data as mtl-data reads it: a named data set is fetched and extracted on
+    /// first use; the labels are the given ones, the named data set's, or the sorted distinct
+    /// labels of the training file.
+    pub fn resolve(&self) -> Result<mtl_data::TaskConfig> {
+        crate::data::resolve_task(self)
+    }
 }
 
 /// Whether each optimiser step sees one task's batch or one batch of every task.
@@ -96,7 +99,7 @@ impl std::str::FromStr for StepMode {
     type Err = String;
 
     /// Parses `task` or `joint`.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
         match text {
             "task" => Ok(Self::Task),
             "joint" => Ok(Self::Joint),
@@ -113,83 +116,76 @@ impl std::str::FromStr for StepMode {
 pub const MAX_PLANNED_EXAMPLES: usize = 20_000_000;
 
 /// Everything a training run needs; written to the run directory as `config.toml`.
+///
+/// Each setting's documentation is [`setting_doc!`](crate::setting_doc), which `mtl train
+/// --help` shows as well.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// The pretrained encoder: `default` (all-MiniLM-L6-v2, fetched on first use), a model
-    /// directory, or a Hugging Face hub id (`owner/name`, downloaded into the hub cache).
+    #[doc = setting_doc!(model)]
     pub model: String,
-    /// The hub revision (branch, tag or commit) of a hub id in `model`. Default: `main`.
+    #[doc = setting_doc!(revision)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
-    /// Start from a model saved by `mtl train` (its encoder and heads) instead of `model`:
-    /// tasks it has continue from their heads (same labels), new tasks get fresh heads, and
-    /// its tasks that this run does not train are kept unchanged in the saved model.
-    /// Default: none.
+    #[doc = setting_doc!(init)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
-    /// The run directory. Default: `runs/default`.
+    #[doc = setting_doc!(output)]
     pub output: PathBuf,
-    /// Seed of the heads' initialisation, the batch order and dropout. Default: 42.
+    #[doc = setting_doc!(seed)]
     pub seed: u64,
     /// The tasks. Default: topic (BBC News) and sentiment (CrowdFlower tweets, 3 classes).
     pub tasks: Vec<TaskSpec>,
-    /// Number of epochs. Default: 8.
+    #[doc = setting_doc!(epochs)]
     pub epochs: usize,
-    /// What an epoch is: `smallest` (until the smallest task runs out), `largest` (until the
-    /// largest does; smaller ones cycle), `all` (every example once) or `steps:N`.
-    /// Default: `smallest`.
-    pub epoch: String,
-    /// Task sampling: `round-robin`, `proportional` or `temperature:T`. Default: round-robin.
-    pub sampler: String,
-    /// Examples per batch. Default: 32.
+    #[doc = setting_doc!(epoch)]
+    #[serde(with = "as_setting")]
+    pub epoch: EpochMode,
+    #[doc = setting_doc!(sampler)]
+    #[serde(with = "as_setting")]
+    pub sampler: TaskSampler,
+    #[doc = setting_doc!(batch_size)]
     pub batch_size: usize,
-    /// Truncation length in tokens. Default: 64 (99% of BBC and tweet texts fit).
+    #[doc = setting_doc!(max_seq_length)]
     pub max_seq_length: usize,
-    /// Peak learning rate of the encoder (its top layer). Default: 5e-5.
+    #[doc = setting_doc!(encoder_lr)]
     pub encoder_lr: f64,
-    /// Peak learning rate of the heads. Default: 1e-3.
+    #[doc = setting_doc!(head_lr)]
     pub head_lr: f64,
-    /// Layer-wise decay: layer `i` of `L` gets `encoder_lr * decay^(L-1-i)`, the embeddings
-    /// `encoder_lr * decay^L`. Default: 1 (no decay).
+    #[doc = setting_doc!(layer_lr_decay)]
     pub layer_lr_decay: f64,
-    /// AdamW weight decay (not on biases and LayerNorm). Default: 0.01.
+    #[doc = setting_doc!(weight_decay)]
     pub weight_decay: f64,
-    /// Share of the optimiser steps spent warming the learning rate up linearly from 0; then
-    /// it decays linearly to 0. Default: 0.1.
+    #[doc = setting_doc!(warmup_ratio)]
     pub warmup_ratio: f64,
-    /// Clip gradients to this global L2 norm; 0 turns clipping off. Default: 1.
+    #[doc = setting_doc!(max_grad_norm)]
     pub max_grad_norm: f64,
-    /// Batches whose gradients are summed per optimiser step. Default: 1.
+    #[doc = setting_doc!(grad_accumulation)]
     pub grad_accumulation: usize,
-    /// `task` or `joint`. Default: task.
+    #[doc = setting_doc!(step_mode)]
     pub step_mode: StepMode,
-    /// Dropout before the heads. Default: 0.1.
+    #[doc = setting_doc!(dropout)]
     pub dropout: f64,
-    /// Pooling of the encoder output for the heads. Default: mean.
+    #[doc = setting_doc!(pooling)]
     pub pooling: Pooling,
-    /// Parts to freeze: `encoder`, `embeddings`, `layers:K`, `layer:I`, `head:TASK`, `all`.
-    /// Default: none.
-    pub freeze: Vec<String>,
-    /// Gradual unfreezing: start with the encoder frozen and unfreeze one more layer, from the
-    /// top down, every this many epochs (then the embeddings). Default: off.
+    #[doc = setting_doc!(freeze)]
+    #[serde(with = "freeze_list")]
+    pub freeze: Vec<ModelPart>,
+    #[doc = setting_doc!(unfreeze_every)]
     pub unfreeze_every: Option<usize>,
-    /// Evaluate on the validation split every this many optimiser steps (0: only at epoch
-    /// ends). Default: 0.
+    #[doc = setting_doc!(eval_every)]
     pub eval_every: usize,
-    /// Write a checkpoint every this many optimiser steps (0: only at epoch ends).
-    /// Default: 200.
+    #[doc = setting_doc!(checkpoint_every)]
     pub checkpoint_every: usize,
-    /// Stop after this many evaluations without a better mean macro-F1. Default: off.
+    #[doc = setting_doc!(patience)]
     pub patience: Option<usize>,
-    /// Log training loss and accuracy every this many optimiser steps. Default: 10.
+    #[doc = setting_doc!(log_every)]
     pub log_every: usize,
-    /// Length bucketing window, in batches (0: off). Default: 50.
+    #[doc = setting_doc!(bucket_window)]
     pub bucket_window: usize,
-    /// Batch size for evaluation. Default: 64.
+    #[doc = setting_doc!(eval_batch_size)]
     pub eval_batch_size: usize,
-    /// When the encoder is frozen for the whole run, compute its embeddings once and train the
-    /// heads on them (same result, far faster). Default: true.
+    #[doc = setting_doc!(cache_frozen_embeddings)]
     pub cache_frozen_embeddings: bool,
 }
 
@@ -206,8 +202,8 @@ impl Default for TrainConfig {
                 TaskSpec::new("sentiment", "tweets"),
             ],
             epochs: 8,
-            epoch: "smallest".into(),
-            sampler: "round-robin".into(),
+            epoch: EpochMode::UntilSmallestExhausted,
+            sampler: TaskSampler::RoundRobin,
             batch_size: 32,
             max_seq_length: 64,
             encoder_lr: 5e-5,
@@ -233,33 +229,55 @@ impl Default for TrainConfig {
     }
 }
 
-/// Parses `round-robin`, `proportional`, `temperature:T`.
-pub fn parse_sampler(text: &str) -> Result<TaskSampler> {
-    Ok(match text.split_once(':') {
-        None if text == "round-robin" => TaskSampler::RoundRobin,
-        None if text == "proportional" => TaskSampler::Proportional,
-        Some(("temperature", t)) => TaskSampler::Temperature {
-            t: t.parse()
-                .with_context(|| format!("sampler {text:?}: bad temperature"))?,
-        },
-        _ => {
-            bail!("unknown sampler {text:?} (expected round-robin, proportional or temperature:T)")
-        }
-    })
+/// A value written in a configuration as its setting's text (`"steps:100"`,
+/// `"temperature:2"`), read back with its `FromStr`.
+trait Setting: Sized {
+    fn text(&self) -> String;
 }
 
-/// Parses `smallest`, `largest`, `all`, `steps:N`.
-pub fn parse_epoch(text: &str) -> Result<EpochMode> {
-    Ok(match text.split_once(':') {
-        None if text == "smallest" => EpochMode::UntilSmallestExhausted,
-        None if text == "largest" => EpochMode::UntilLargestExhausted,
-        None if text == "all" => EpochMode::UntilAllExhausted,
-        Some(("steps", n)) => EpochMode::FixedSteps(
-            n.parse()
-                .with_context(|| format!("epoch {text:?}: bad step count"))?,
-        ),
-        _ => bail!("unknown epoch {text:?} (expected smallest, largest, all or steps:N)"),
-    })
+impl Setting for EpochMode {
+    fn text(&self) -> String {
+        self.setting()
+    }
+}
+
+impl Setting for TaskSampler {
+    fn text(&self) -> String {
+        self.setting()
+    }
+}
+
+/// Serde for a [`Setting`] as its text.
+mod as_setting {
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<T: super::Setting, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.text())
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr<Err = String>,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?.parse().map_err(D::Error::custom)
+    }
+}
+
+/// Serde for the freeze list: each part as its text (`"layers:2"`), `"none"` skipped.
+mod freeze_list {
+    use mtl_model::ModelPart;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(parts: &[ModelPart], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(parts.iter().map(ToString::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ModelPart>, D::Error> {
+        ModelPart::parse_list(&Vec::<String>::deserialize(d)?).map_err(D::Error::custom)
+    }
 }
 
 impl TrainConfig {
@@ -267,12 +285,14 @@ impl TrainConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        let parsed = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
         } else {
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            toml::from_str(&text).map_err(|e| e.to_string())
         };
-        Ok(config)
+        parsed
+            .map_err(Error::Config)
+            .with_context(|| format!("parsing {}", path.display()))
     }
 
     /// The configuration as TOML.
@@ -281,24 +301,15 @@ impl TrainConfig {
     }
 
     /// The batch plan (without the seed's epoch offset, which the loader adds).
-    pub fn plan(&self) -> Result<PlanConfig> {
-        Ok(PlanConfig {
+    pub(crate) fn plan(&self) -> PlanConfig {
+        PlanConfig {
             batch_size: self.batch_size,
-            sampler: parse_sampler(&self.sampler)?,
-            epoch_mode: parse_epoch(&self.epoch)?,
+            sampler: self.sampler,
+            epoch_mode: self.epoch,
             bucket_window: self.bucket_window,
             drop_last: false,
             seed: self.seed,
-        })
-    }
-
-    /// The freeze list as model parts.
-    pub fn frozen_parts(&self) -> Result<Vec<ModelPart>> {
-        self.freeze
-            .iter()
-            .filter(|p| p.as_str() != "none")
-            .map(|p| p.parse::<ModelPart>().map_err(anyhow::Error::msg))
-            .collect()
+        }
     }
 
     /// Makes the model and task data that name existing local directories absolute paths, so
@@ -327,18 +338,19 @@ impl TrainConfig {
     /// Checks every value; the message names the setting.
     pub fn validate(&self) -> Result<()> {
         if self.tasks.is_empty() {
-            bail!("no tasks to train");
+            return Err(Error::Config("no tasks to train".into()));
         }
         if self.init.is_some() && self.model != "default" {
-            bail!("give either init (a model saved by mtl train) or model, not both");
+            return Err(Error::Config(
+                "give either init (a model saved by mtl train) or model, not both".into(),
+            ));
         }
         for task in &self.tasks {
             if !(task.weight.is_finite() && task.weight > 0.0) {
-                bail!(
+                return Err(Error::Config(format!(
                     "task {:?}: weight {} must be positive",
-                    task.name,
-                    task.weight
-                );
+                    task.name, task.weight
+                )));
             }
         }
         let positive = [
@@ -349,50 +361,58 @@ impl TrainConfig {
             ("eval_batch_size", self.eval_batch_size),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            bail!("{name} must be at least 1");
+            return Err(Error::Config(format!("{name} must be at least 1")));
         }
         if self.max_seq_length < 3 {
-            bail!("max_seq_length must be at least 3");
+            return Err(Error::Config("max_seq_length must be at least 3".into()));
         }
         for (name, lr) in [("encoder_lr", self.encoder_lr), ("head_lr", self.head_lr)] {
             if !(lr.is_finite() && lr > 0.0) {
-                bail!("{name} {lr} must be positive");
+                return Err(Error::Config(format!("{name} {lr} must be positive")));
             }
         }
         if !(self.layer_lr_decay > 0.0 && self.layer_lr_decay <= 1.0) {
-            bail!("layer_lr_decay {} must be in (0, 1]", self.layer_lr_decay);
+            return Err(Error::Config(format!(
+                "layer_lr_decay {} must be in (0, 1]",
+                self.layer_lr_decay
+            )));
         }
         if !(0.0..1.0).contains(&self.warmup_ratio) {
-            bail!("warmup_ratio {} must be in [0, 1)", self.warmup_ratio);
+            return Err(Error::Config(format!(
+                "warmup_ratio {} must be in [0, 1)",
+                self.warmup_ratio
+            )));
         }
         if !(self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0) {
-            bail!("weight_decay and max_grad_norm must not be negative");
+            return Err(Error::Config(
+                "weight_decay and max_grad_norm must not be negative".into(),
+            ));
         }
         if self.unfreeze_every == Some(0) {
-            bail!("unfreeze_every must be at least 1");
+            return Err(Error::Config("unfreeze_every must be at least 1".into()));
         }
-        if let EpochMode::FixedSteps(steps) = parse_epoch(&self.epoch)? {
+        if let EpochMode::FixedSteps(steps) = self.epoch {
             let examples = steps
                 .saturating_mul(self.batch_size)
                 .saturating_mul(self.epochs);
             if examples > MAX_PLANNED_EXAMPLES {
-                bail!(
+                return Err(Error::Config(format!(
                     "epoch steps:{steps} x batch_size {} x {} epochs plans {examples} examples, \
                      more than the {MAX_PLANNED_EXAMPLES} a run may plan (the plan is kept in \
                      memory and in plan.jsonl); use fewer steps per epoch",
-                    self.batch_size,
-                    self.epochs
-                );
+                    self.batch_size, self.epochs
+                )));
             }
         }
-        let plan = self.plan()?;
+        let plan = self.plan();
         plan.validate()?;
         if self.step_mode == StepMode::Joint && plan.sampler != TaskSampler::RoundRobin {
-            bail!(
-                "step_mode joint takes one batch of every task per step: use the round-robin sampler"
-            );
+            return Err(Error::Config(
+                "step_mode joint takes one batch of every task per step: use the round-robin \
+                 sampler"
+                    .into(),
+            ));
         }
-        self.frozen_parts()?;
         Ok(())
     }
 }
@@ -404,12 +424,12 @@ mod tests {
     #[test]
     fn a_plan_too_large_for_memory_is_refused_before_it_is_made() {
         let mut config = TrainConfig {
-            epoch: "steps:100000000".into(),
+            epoch: EpochMode::FixedSteps(100_000_000),
             ..TrainConfig::default()
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("more than the 20000000"), "{err}");
-        config.epoch = "steps:1000".into();
+        config.epoch = EpochMode::FixedSteps(1000);
         config.validate().unwrap();
     }
 
@@ -443,6 +463,23 @@ mod tests {
     }
 
     #[test]
+    fn typed_settings_are_written_as_their_text() {
+        let config = TrainConfig {
+            epoch: EpochMode::FixedSteps(5),
+            sampler: TaskSampler::Temperature { t: 2.0 },
+            freeze: vec![ModelPart::BottomLayers(2), ModelPart::Head("topic".into())],
+            ..TrainConfig::default()
+        };
+        let toml = config.to_toml();
+        assert!(toml.contains("epoch = \"steps:5\""), "{toml}");
+        assert!(toml.contains("sampler = \"temperature:2\""), "{toml}");
+        assert!(toml.contains("\"layers:2\""), "{toml}");
+        assert_eq!(toml::from_str::<TrainConfig>(&toml).unwrap(), config);
+        let none: TrainConfig = toml::from_str("freeze = [\"none\"]").unwrap();
+        assert!(none.freeze.is_empty());
+    }
+
+    #[test]
     fn defaults_are_valid_and_round_trip_through_toml() {
         let config = TrainConfig::default();
         config.validate().unwrap();
@@ -459,10 +496,7 @@ mod tests {
         assert_eq!(config.epochs, 2);
         assert_eq!(config.batch_size, 32);
         assert_eq!(config.tasks[0].head, HeadKind::Mlp { width: 64 });
-        assert_eq!(
-            config.plan().unwrap().sampler,
-            TaskSampler::Temperature { t: 2.0 }
-        );
+        assert_eq!(config.plan().sampler, TaskSampler::Temperature { t: 2.0 });
     }
 
     #[test]
@@ -471,20 +505,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `epocs`"), "{err}");
-        let config = TrainConfig {
-            sampler: "random".into(),
-            ..TrainConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("unknown sampler")
-        );
+        let err = toml::from_str::<TrainConfig>("sampler = \"random\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown sampler"), "{err}");
+        let err = toml::from_str::<TrainConfig>("freeze = [\"pooler\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown model part"), "{err}");
         let config = TrainConfig {
             step_mode: StepMode::Joint,
-            sampler: "proportional".into(),
+            sampler: TaskSampler::Proportional,
             ..TrainConfig::default()
         };
         assert!(
@@ -494,7 +525,7 @@ mod tests {
                 .to_string()
                 .contains("round-robin")
         );
-        assert_eq!(parse_epoch("steps:7").unwrap(), EpochMode::FixedSteps(7));
-        assert!(parse_epoch("forever").is_err());
+        assert_eq!("steps:7".parse(), Ok(EpochMode::FixedSteps(7)));
+        assert!("forever".parse::<EpochMode>().is_err());
     }
 }

@@ -3,25 +3,25 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::mtl_hub_shim::ModelSource;
 use mtl_bert::BertTokenizer;
 use mtl_data::{Split, TaskData, TokenizedTask};
 
-use crate::model_source::ModelSource;
-use crate::train::config::TaskSpec;
+use crate::config::TaskSpec;
+use crate::error::{Context, Error, Result};
 
 /// The pretrained model's directory: `default` (all-MiniLM-L6-v2, fetched into the cache on
 /// first use), a local directory, or a Hugging Face hub id at `revision` (downloaded into the
 /// hub cache), resolved as every `mtl` command resolves `--model` ([`ModelSource`]).
-pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn resolve_model(model: &str, revision: Option<&str>) -> Result<PathBuf> {
     let model = (model != "default").then_some(model);
-    ModelSource::parse(model, revision)?.resolve()
+    Ok(ModelSource::parse(model, revision)?.resolve()?)
 }
 
 /// The data task of a spec: its path (a named data set is fetched and extracted on first use),
 /// fields and labels (given, the named data set's, or the sorted distinct labels of the
 /// training file).
-pub fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
+pub(crate) fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
     let named =
         mtl_assets::datasets::dataset(&spec.data).filter(|_| !Path::new(&spec.data).exists());
     let path = match named {
@@ -34,12 +34,11 @@ pub fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
         None => PathBuf::from(&spec.data),
     };
     if !path.exists() {
-        bail!(
+        return Err(Error::Config(format!(
             "task {}: data {:?} is neither a known data set (bbc, tweets, polarity, amazon) nor a \
              file or directory",
-            spec.name,
-            spec.data
-        );
+            spec.name, spec.data
+        )));
     }
     let mut task = mtl_data::TaskConfig::new(spec.name.clone(), path, Vec::<String>::new());
     task.format = spec.format;
@@ -69,16 +68,16 @@ pub fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
 
 /// The share of the training examples held out for validation when a task has no validation
 /// file.
-pub const HELD_OUT_SHARE: f64 = 0.1;
+pub(crate) const HELD_OUT_SHARE: f64 = 0.1;
 
 /// One split of several tasks: the examples' ids (for the batch plan file) and their tokens.
-pub struct SplitData {
+pub(crate) struct SplitData {
     /// Each task's index in the run, for the tasks that have this split.
-    pub tasks: Vec<usize>,
+    pub(crate) tasks: Vec<usize>,
     /// Per task, each example's id.
-    pub ids: Vec<Vec<String>>,
+    pub(crate) ids: Vec<Vec<String>>,
     /// Per task, the tokenized examples.
-    pub tokens: Vec<TokenizedTask>,
+    pub(crate) tokens: Vec<TokenizedTask>,
 }
 
 impl SplitData {
@@ -100,22 +99,22 @@ impl SplitData {
 }
 
 /// Every split of a run's tasks, read, checked and tokenized.
-pub struct RunData {
+pub(crate) struct RunData {
     /// The training split of every task.
-    pub train: SplitData,
+    pub(crate) train: SplitData,
     /// The validation split of every task (held out of train where there is no file).
-    pub valid: SplitData,
+    pub(crate) valid: SplitData,
     /// The test split of the tasks that have one.
-    pub test: SplitData,
+    pub(crate) test: SplitData,
     /// Per task whose validation examples were held out of its training file: the task's
     /// name and the number held out.
-    pub held_out: Vec<(String, usize)>,
+    pub(crate) held_out: Vec<(String, usize)>,
 }
 
 impl RunData {
     /// Reads and tokenizes every split of `tasks`; a task without a validation file gets a
     /// stratified [`HELD_OUT_SHARE`] of its training examples, chosen by `seed`.
-    pub fn load(
+    pub(crate) fn load(
         tasks: &[mtl_data::TaskConfig],
         seed: u64,
         tokenizer: &BertTokenizer,

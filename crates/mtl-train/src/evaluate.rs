@@ -1,6 +1,6 @@
 //! Running a model over one task's split and scoring it.
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use burn::prelude::*;
 use mtl_data::{TaskBatch, TokenizedTask};
 use mtl_model::MultiTaskModel;
@@ -27,7 +27,7 @@ pub fn evaluate_with(
         let values: Vec<f32> = logits(&batch)
             .into_data()
             .try_into_vec()
-            .map_err(|e| anyhow::anyhow!("reading logits back: {e:?}"))?;
+            .map_err(|e| Error::Tensor(format!("reading logits back: {e:?}")))?;
         for (row, &truth) in values.chunks_exact(labels).zip(&batch.labels) {
             let truth = truth as usize;
             loss_sum += cross_entropy(row, truth);

@@ -2,7 +2,7 @@
 //! command line turns into progress bars and lines on standard error, and a test can record.
 //!
 //! ```
-//! use mtl_train::train::{Event, Observer};
+//! use mtl_train::{Event, Observer};
 //!
 //! let mut seen = Vec::new();
 //! let mut record = |event: Event| seen.push(event);

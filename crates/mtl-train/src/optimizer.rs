@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use crate::error::{Error, Result};
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::lr_scheduler::LrSchedulerConfig;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrSchedulerConfig;
@@ -15,7 +15,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use mtl_model::MultiTaskModel;
 
-use crate::train::config::TrainConfig;
+use crate::config::TrainConfig;
 
 /// PyTorch's AdamW epsilon.
 pub const ADAM_EPSILON: f32 = 1e-8;
@@ -181,17 +181,22 @@ impl TrainOptimizer {
 
     /// Writes the optimiser state (moments and step counts, by parameter id).
     pub fn save(&self, path: &Path) -> Result<()> {
-        self.optim
-            .save(path)
-            .map_err(|e| anyhow!("saving the optimiser state to {}: {e:?}", path.display()))
+        self.optim.save(path).map_err(|e| {
+            Error::Tensor(format!(
+                "saving the optimiser state to {}: {e:?}",
+                path.display()
+            ))
+        })
     }
 
     /// Reads the optimiser state written by [`save`](Self::save) for the same model.
     pub fn load(mut self, path: &Path) -> Result<Self> {
-        self.optim = self
-            .optim
-            .load(path)
-            .map_err(|e| anyhow!("loading the optimiser state from {}: {e:?}", path.display()))?;
+        self.optim = self.optim.load(path).map_err(|e| {
+            Error::Checkpoint(format!(
+                "loading the optimiser state from {}: {e:?}",
+                path.display()
+            ))
+        })?;
         Ok(self)
     }
 }

@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Error, Result};
 use mtl_fs::DirLock;
 
-use crate::train::checkpoint::CHECKPOINT_DIR;
+use crate::checkpoint::CHECKPOINT_DIR;
 
 /// The marker file that says mtl made the directory.
 pub const MARKER: &str = ".mtl-run";
@@ -48,26 +48,29 @@ impl RunDir {
     /// where mtl's marker is). Writes the marker and takes the lock.
     pub fn create(path: &Path, overwrite: bool) -> Result<Self> {
         if path.exists() && !path.is_dir() {
-            bail!("--output {} is a file, not a directory", path.display());
+            return Err(Error::RunDir(format!(
+                "--output {} is a file, not a directory",
+                path.display()
+            )));
         }
         // A marker without config.toml is a run killed before it started: it holds nothing.
         let holds_run = path.join("config.toml").exists();
         if holds_run && !overwrite {
-            bail!(
+            return Err(Error::RunDir(format!(
                 "{} already holds a run: --resume {} continues it, --overwrite replaces it, \
                  --output DIR starts elsewhere",
                 path.display(),
                 path.display()
-            );
+            )));
         }
         if holds_run {
             if !path.join(MARKER).exists() {
-                bail!(
+                return Err(Error::RunDir(format!(
                     "{} holds a config.toml but no {MARKER} marker, so mtl did not make it: \
                      --overwrite deletes only mtl's own run directories. Remove it yourself or \
                      choose another --output",
                     path.display()
-                );
+                )));
             }
             refuse_working_directory(path)?;
         }
@@ -88,7 +91,7 @@ impl RunDir {
     /// process left (a `best/` or `checkpoint/` cut between two renames, staging directories).
     pub fn resume(path: &Path) -> Result<Self> {
         if !path.join("config.toml").is_file() {
-            bail!(
+            return Err(Error::RunDir(format!(
                 "{} is not a run directory to resume (it has no config.toml){}",
                 path.display(),
                 if path.join(MARKER).exists() {
@@ -96,7 +99,7 @@ impl RunDir {
                 } else {
                     ""
                 }
-            );
+            )));
         }
         let lock = lock(path)?;
         for name in [BEST_DIR, CHECKPOINT_DIR] {
@@ -135,10 +138,10 @@ fn refuse_working_directory(path: &Path) -> Result<()> {
         .and_then(|d| d.canonicalize())
         .context("reading the working directory")?;
     if cwd.starts_with(&target) {
-        bail!(
+        return Err(Error::RunDir(format!(
             "--overwrite refuses {}: it is the working directory or holds it",
             path.display()
-        );
+        )));
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// One line of `metrics.jsonl`.
@@ -68,12 +68,15 @@ impl RunLog {
             .append(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        let found = file.metadata()?.len();
+        let found = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
         if found < keep_bytes {
-            anyhow::bail!(
+            return Err(Error::Checkpoint(format!(
                 "{} holds {found} bytes, fewer than the {keep_bytes} its checkpoint recorded",
                 path.display()
-            );
+            )));
         }
         file.set_len(keep_bytes)
             .with_context(|| format!("truncating {}", path.display()))?;
@@ -100,12 +103,11 @@ impl RunLog {
 
     /// Bytes written so far.
     pub fn len(&self) -> Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-
-    /// Whether nothing is written yet.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
+        let meta = self
+            .file
+            .metadata()
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        Ok(meta.len())
     }
 }
 
@@ -117,8 +119,13 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         .enumerate()
         .map(|(i, line)| {
             let line = line.with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not a metrics record", path.display(), i + 1))
+            serde_json::from_str(&line).map_err(|e| {
+                Error::Checkpoint(format!(
+                    "{}:{}: not a metrics record: {e}",
+                    path.display(),
+                    i + 1
+                ))
+            })
         })
         .collect()
 }

@@ -30,8 +30,8 @@ use compare::max_abs_diff;
 use fixtures::tiny_dir;
 use mtl_bert::{Backend, EncodeOptions, Pooling, SentenceEncoder};
 use mtl_model::{MtlConfig, MultiTaskClassifier, MultiTaskModel, TaskConfig};
-use mtl_train::train::config::TrainConfig;
-use mtl_train::train::optimizer::TrainOptimizer;
+use mtl_train::TrainConfig;
+use mtl_train::internals::TrainOptimizer;
 
 /// The backends under test: every compiled one that is not a pure-Rust CPU backend.
 fn accelerated() -> Vec<Backend> {

@@ -9,11 +9,9 @@ use mtl_data::{Split, TokenizedTask};
 use mtl_model::MultiTaskClassifier;
 use serde::Serialize;
 
+use mtl_train::{TaskMetrics, TaskSpec, TrainConfig, evaluate};
+
 use crate::backend::BackendArgs;
-use mtl_train::evaluate::evaluate;
-use mtl_train::metrics::TaskMetrics;
-use mtl_train::train::config::{TaskSpec, TrainConfig};
-use mtl_train::train::data::resolve_task;
 
 /// Evaluate a saved model: per task loss, accuracy, macro-F1, per-class precision / recall /
 /// F1 and the confusion matrix.
@@ -104,7 +102,7 @@ pub fn run(args: &EvalArgs) -> Result<Vec<Evaluation>> {
         };
         let mut spec = TaskSpec::new(&task.name, &data);
         spec.labels = Some(task.labels.clone());
-        let data_config = resolve_task(&spec)?;
+        let data_config = spec.resolve()?;
         let tokens = TokenizedTask::load(&data_config, args.split, classifier.tokenizer())?;
         let allowed = args.restrict_labels.then(|| {
             let mut present = vec![false; task.labels.len()];

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-use mtl_train::train::runlog::Record;
+use mtl_train::Record;
 
 /// `(step, value)` series by label.
 type Series = BTreeMap<String, Vec<(f64, f64)>>;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use mtl_train::model_source::Download;
-use mtl_train::train::{Event, Observer, Summary, TaskStats};
+use mtl_train::{Event, Observer, Summary, TaskStats};
 
 /// Counts embedded texts, draws the bar and prints the summary.
 pub struct EmbedProgress {

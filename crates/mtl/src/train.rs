@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use mtl_bert::Pooling;
-use mtl_model::HeadKind;
-
-use mtl_train::train::config::{StepMode, TaskSpec, TrainConfig};
-use mtl_train::train::runlog::read_records;
-use mtl_train::train::{Start, Summary, train};
+use mtl_data::{EpochMode, TaskSampler};
+use mtl_model::{HeadKind, ModelPart};
+use mtl_train::{Start, StepMode, Summary, TaskSpec, TrainConfig, read_records, train};
 
 use crate::backend::BackendArgs;
 use crate::plot::write_plots;
@@ -32,27 +30,18 @@ pub struct TrainArgs {
     /// with it: new learning rates apply from the checkpoint's step on).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "output", "overwrite"])]
     pub resume: Option<PathBuf>,
-    /// The run directory (config, metrics.jsonl, best model, checkpoint, plots). Default:
-    /// runs/default.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(output))]
     pub output: Option<PathBuf>,
     /// Replace an earlier run in --output instead of refusing to start: deletes only the files
     /// mtl wrote there (never a directory without mtl's `.mtl-run` marker, nor the working
     /// directory or one of its ancestors).
     #[arg(long)]
     pub overwrite: bool,
-    /// Pretrained encoder: `default` (all-MiniLM-L6-v2, fetched on first use), a model
-    /// directory, or a Hugging Face hub id (owner/name, downloaded into the hub cache).
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(model))]
     pub model: Option<String>,
-    /// Hub revision (branch, tag or commit) of a hub id in --model. Default: main.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(revision))]
     pub revision: Option<String>,
-    /// Start from a model saved by mtl train (e.g. runs/default/best) instead of --model: its
-    /// tasks that this run trains continue from their heads (same labels), new tasks get
-    /// fresh heads, and its other tasks are kept unchanged in the new model (add a task to a
-    /// trained model; with --freeze encoder their predictions stay the same).
-    #[arg(long, value_name = "MODEL_DIR", conflicts_with_all = ["model", "revision"])]
+    #[arg(long, value_name = "MODEL_DIR", conflicts_with_all = ["model", "revision"], help = mtl_train::setting_doc!(init))]
     pub init: Option<PathBuf>,
     /// A task as NAME=DATA, DATA a data set name (bbc, tweets, polarity, amazon), a directory
     /// with a train file and optionally valid and test files (.jsonl, .csv or .tsv), or a
@@ -60,24 +49,15 @@ pub struct TrainArgs {
     /// Repeat for several tasks (replaces the configured tasks).
     #[arg(long = "task", value_name = "NAME=DATA")]
     pub tasks: Vec<String>,
-    /// The field (JSONL) or column (CSV/TSV) holding the text, for the --task tasks.
-    /// Default: text.
-    #[arg(long, requires = "tasks")]
+    #[arg(long, requires = "tasks", help = concat!(mtl_train::setting_doc!(text_field), " For the --task tasks."))]
     pub text_field: Option<String>,
-    /// The field or column holding the second text of sentence-pair tasks (encoded as BERT
-    /// pairs with segment ids), for the --task tasks. Default: none.
-    #[arg(long, requires = "tasks")]
+    #[arg(long, requires = "tasks", help = concat!(mtl_train::setting_doc!(text_pair_field), " For the --task tasks."))]
     pub text_pair_field: Option<String>,
-    /// The field or column holding the label, for the --task tasks. Default: label.
-    #[arg(long, requires = "tasks")]
+    #[arg(long, requires = "tasks", help = concat!(mtl_train::setting_doc!(label_field), " For the --task tasks."))]
     pub label_field: Option<String>,
-    /// The field or column holding each example's id, for the --task tasks. Default: the
-    /// line number.
-    #[arg(long, requires = "tasks")]
+    #[arg(long, requires = "tasks", help = concat!(mtl_train::setting_doc!(id_field), " For the --task tasks."))]
     pub id_field: Option<String>,
-    /// The CSV/TSV field delimiter, for the --task tasks. Default: `,` for .csv, a tab for
-    /// .tsv.
-    #[arg(long, requires = "tasks")]
+    #[arg(long, requires = "tasks", help = concat!(mtl_train::setting_doc!(delimiter), " For the --task tasks."))]
     pub delimiter: Option<char>,
     /// A task's labels as NAME=A,B,C: their order is the head's output order, and any other
     /// label in the data is an error. Default: the sorted distinct labels of the training
@@ -89,84 +69,56 @@ pub struct TrainArgs {
     pub task_weights: Vec<String>,
     /// Head of every task: `linear` or `mlp:WIDTH` (one hidden layer). Default: linear.
     #[arg(long)]
-    pub head: Option<String>,
-    /// Number of epochs. Default: 8.
-    #[arg(long)]
+    pub head: Option<HeadKind>,
+    #[arg(long, help = mtl_train::setting_doc!(epochs))]
     pub epochs: Option<usize>,
-    /// What an epoch is: smallest (until the smallest task runs out), largest (smaller tasks
-    /// cycle), all (every example once) or steps:N. Default: smallest.
-    #[arg(long)]
-    pub epoch: Option<String>,
-    /// Task sampling per batch: round-robin, proportional, or temperature:T (p ∝ n^(1/T)).
-    /// Default: round-robin.
-    #[arg(long)]
-    pub sampler: Option<String>,
-    /// Examples per batch. Default: 32.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(epoch))]
+    pub epoch: Option<EpochMode>,
+    #[arg(long, help = mtl_train::setting_doc!(sampler))]
+    pub sampler: Option<TaskSampler>,
+    #[arg(long, help = mtl_train::setting_doc!(batch_size))]
     pub batch_size: Option<usize>,
-    /// Truncation length in tokens. Default: 64.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(max_seq_length))]
     pub max_seq_length: Option<usize>,
-    /// Peak learning rate of the encoder. Default: 5e-5.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(encoder_lr))]
     pub encoder_lr: Option<f64>,
-    /// Peak learning rate of the heads. Default: 1e-3.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(head_lr))]
     pub head_lr: Option<f64>,
-    /// Layer-wise learning-rate decay per layer down the encoder, in (0, 1]. Default: 1.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(layer_lr_decay))]
     pub layer_lr_decay: Option<f64>,
-    /// AdamW weight decay (none on biases and LayerNorm). Default: 0.01.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(weight_decay))]
     pub weight_decay: Option<f64>,
-    /// Share of steps with linear warmup (then linear decay). Default: 0.1.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(warmup_ratio))]
     pub warmup_ratio: Option<f64>,
-    /// Clip gradients to this global norm (0: off). Default: 1.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(max_grad_norm))]
     pub max_grad_norm: Option<f64>,
-    /// Batches accumulated per optimiser step. Default: 1.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(grad_accumulation))]
     pub grad_accumulation: Option<usize>,
-    /// task: one task's batch per step; joint: one batch of every task, losses summed.
-    /// Default: task.
-    #[arg(long, value_name = "task|joint")]
+    #[arg(long, value_name = "task|joint", help = mtl_train::setting_doc!(step_mode))]
     pub step_mode: Option<StepMode>,
-    /// Dropout before the heads. Default: 0.1.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(dropout))]
     pub dropout: Option<f64>,
-    /// Pooling for the heads: mean, cls, max or pooler. Default: mean.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(pooling))]
     pub pooling: Option<Pooling>,
-    /// Freeze a part: none, encoder, embeddings, layers:K (bottom K), layer:I, head:TASK or
-    /// all (then nothing trains: the model is only evaluated). Repeatable.
-    #[arg(long)]
+    #[arg(long, help = concat!(mtl_train::setting_doc!(freeze), " Repeatable."))]
     pub freeze: Vec<String>,
-    /// Gradual unfreezing: heads first, then one more encoder layer from the top every N
-    /// epochs (then the embeddings).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = mtl_train::setting_doc!(unfreeze_every))]
     pub unfreeze_every: Option<usize>,
-    /// Evaluate on the validation split every N optimiser steps (0: at epoch ends only).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = mtl_train::setting_doc!(eval_every))]
     pub eval_every: Option<usize>,
-    /// Write a checkpoint every N optimiser steps (0: at epoch ends only). Default: 200.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = mtl_train::setting_doc!(checkpoint_every))]
     pub checkpoint_every: Option<usize>,
-    /// Stop after N evaluations without a better mean validation macro-F1.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = mtl_train::setting_doc!(patience))]
     pub patience: Option<usize>,
-    /// Log training loss and accuracy every N steps. Default: 10.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", help = mtl_train::setting_doc!(log_every))]
     pub log_every: Option<usize>,
-    /// Length bucketing window in batches (0: off). Default: 50.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(bucket_window))]
     pub bucket_window: Option<usize>,
     /// Run the frozen encoder at every step instead of caching its embeddings once (only
     /// matters with the whole encoder frozen; the results are the same, just slower).
     #[arg(long)]
     pub no_embedding_cache: bool,
-    /// Seed of heads, batch order and dropout. Default: 42.
-    #[arg(long)]
+    #[arg(long, help = mtl_train::setting_doc!(seed))]
     pub seed: Option<u64>,
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -226,7 +178,7 @@ impl TrainArgs {
             config.patience = self.patience;
         }
         if !self.freeze.is_empty() {
-            config.freeze = self.freeze.clone();
+            config.freeze = ModelPart::parse_list(&self.freeze).map_err(anyhow::Error::msg)?;
         }
         if !self.tasks.is_empty() {
             config.tasks = self
@@ -261,8 +213,7 @@ impl TrainArgs {
                 .with_context(|| format!("--labels: no task named {name:?}"))?;
             task.labels = Some(list.split(',').map(String::from).collect());
         }
-        if let Some(head) = &self.head {
-            let head = parse_head(head)?;
+        if let Some(head) = self.head {
             config.tasks.iter_mut().for_each(|t| t.head = head);
         }
         for weight in &self.task_weights {
@@ -319,19 +270,6 @@ impl TrainArgs {
             || !self.labels.is_empty()
             || !self.task_weights.is_empty()
             || !self.freeze.is_empty()
-    }
-}
-
-/// Parses `linear` or `mlp:WIDTH`.
-pub fn parse_head(text: &str) -> Result<HeadKind> {
-    match text.split_once(':') {
-        None if text == "linear" => Ok(HeadKind::Linear),
-        Some(("mlp", width)) => Ok(HeadKind::Mlp {
-            width: width
-                .parse()
-                .with_context(|| format!("--head {text:?}: bad width"))?,
-        }),
-        _ => bail!("unknown head {text:?} (expected linear or mlp:WIDTH)"),
     }
 }
 

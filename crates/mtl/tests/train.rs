@@ -2,6 +2,8 @@
 //! generated data sets.
 
 mod common;
+#[path = "../../../tests/support/tasks.rs"]
+mod tasks;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,57 +15,7 @@ use mtl_bert::Backend;
 use mtl_bert::checkpoint::collect_tensors;
 use mtl_data::rng::SplitMix64;
 use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
-
-/// Writes a small two-class data set whose label is signalled by some of its words.
-fn write_task(dir: &Path, classes: &[(&str, &[&str])], train: usize, seed: u64) {
-    let filler = [
-        "the", "a", "of", "to", "and", "in", "is", "it", "on", "that", "this", "with",
-    ];
-    let mut rng = SplitMix64::new(seed);
-    std::fs::create_dir_all(dir).unwrap();
-    for (split, n) in [("train", train), ("valid", train / 4), ("test", train / 4)] {
-        let mut lines = String::new();
-        for i in 0..n {
-            let (label, cues) = classes[rng.below(classes.len() as u64) as usize];
-            let mut words: Vec<&str> = (0..1 + rng.below(3))
-                .map(|_| cues[rng.below(cues.len() as u64) as usize])
-                .collect();
-            words.extend(
-                (0..1 + rng.below(8)).map(|_| filler[rng.below(filler.len() as u64) as usize]),
-            );
-            rng.shuffle(&mut words);
-            let line = serde_json::json!({"id": format!("{split}-{i}"), "text": words.join(" "), "label": label});
-            lines += &format!("{line}\n");
-        }
-        std::fs::write(dir.join(format!("{split}.jsonl")), lines).unwrap();
-    }
-}
-
-/// Two tasks: topic (sport/tech, 96 training examples) and sentiment (160).
-fn data() -> (tempfile::TempDir, [String; 2]) {
-    let dir = tempfile::tempdir().unwrap();
-    write_task(
-        &dir.path().join("topic"),
-        &[
-            ("sport", &["team", "win", "game", "play"]),
-            ("tech", &["phone", "new", "tech", "market"]),
-        ],
-        96,
-        1,
-    );
-    write_task(
-        &dir.path().join("sentiment"),
-        &[
-            ("negative", &["bad", "terrible", "lose"]),
-            ("positive", &["good", "great", "win"]),
-        ],
-        160,
-        2,
-    );
-    let task = |name: &str| format!("{name}={}", dir.path().join(name).display());
-    let tasks = [task("topic"), task("sentiment")];
-    (dir, tasks)
-}
+use tasks::data;
 
 /// `mtl train` on the tiny model and `tasks`, small batches and fast learning rates.
 fn train_args(tasks: &[String; 2], output: &Path) -> Vec<String> {
@@ -388,40 +340,6 @@ fn a_frozen_encoder_trains_the_heads_on_cached_embeddings_with_the_same_result()
 }
 
 #[test]
-fn cached_embeddings_give_the_logits_of_the_frozen_model() {
-    use mtl_model::ModelPart;
-    use mtl_train::train::cache::EmbeddingCache;
-    let (data_dir, _) = data();
-    let device = Backend::default_compiled().device(0).unwrap().autodiff();
-    let config = MtlConfig::new(vec![TaskConfig::new("topic", &["sport", "tech"])]);
-    let classifier =
-        MultiTaskClassifier::from_pretrained(tiny_dir(), config.clone(), 0, &device).unwrap();
-    let model = classifier
-        .model
-        .clone()
-        .freeze(&ModelPart::Encoder, &config)
-        .unwrap();
-    let task = mtl_data::TaskConfig::new("topic", data_dir.path().join("topic"), ["sport", "tech"]);
-    let tokens =
-        mtl_data::TokenizedTask::load(&task, mtl_data::Split::Train, classifier.tokenizer())
-            .unwrap();
-    let cache =
-        EmbeddingCache::compute(&model, std::slice::from_ref(&tokens), 7, &device, |_| {}).unwrap();
-    let valid = model.valid();
-    let plain = device.clone().without_autodiff();
-    let examples: Vec<usize> = (0..tokens.len()).step_by(3).collect();
-    let batch = tokens.batch(0, &examples);
-    let direct = valid.forward(&batch.tokens.to_input(&plain), 0);
-    let cached = valid.head_logits(cache.batch(0, &examples).to_device(&plain), 0, None);
-    let values = |t: burn::prelude::Tensor<2>| t.into_data().try_into_vec::<f32>().unwrap();
-    let difference = common::max_abs_diff(&values(direct), &values(cached));
-    assert!(
-        difference <= 1e-5,
-        "logits differ by {difference} (NaN if either is not finite)"
-    );
-}
-
-#[test]
 fn freezing_everything_evaluates_without_training() {
     let (_data, tasks) = data();
     let runs = tempfile::tempdir().unwrap();
@@ -609,7 +527,7 @@ fn assert_same_run(whole: &Path, run: &Path, what: &str) {
     for entry in std::fs::read_dir(run).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         assert!(
-            mtl_train::train::run_dir::ENTRIES.contains(&name.as_str()) && !name.ends_with(".old"),
+            mtl_train::RUN_DIR_ENTRIES.contains(&name.as_str()) && !name.ends_with(".old"),
             "{what}: leftover {name}"
         );
     }
@@ -935,74 +853,4 @@ fn a_run_started_with_relative_paths_resumes_from_another_directory() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-}
-
-#[test]
-fn the_trainer_library_reports_its_progress_to_an_observer() {
-    use mtl_train::train::{Event, Start, TaskSpec, TrainConfig, train};
-    let (_data, tasks) = data();
-    let runs = tempfile::tempdir().unwrap();
-    let config = TrainConfig {
-        model: tiny_dir().display().to_string(),
-        output: runs.path().join("run"),
-        tasks: tasks
-            .iter()
-            .map(|t| {
-                let (name, dir) = t.split_once('=').unwrap();
-                TaskSpec::new(name, dir)
-            })
-            .collect(),
-        epochs: 2,
-        batch_size: 8,
-        max_seq_length: 32,
-        checkpoint_every: 0,
-        unfreeze_every: Some(1),
-        ..TrainConfig::default()
-    };
-    let device = Backend::default_compiled().device(0).unwrap();
-    let mut events = Vec::new();
-    let summary = train(
-        &config,
-        &device,
-        Start::New { overwrite: false },
-        &mut |event| events.push(event),
-    )
-    .unwrap();
-    let Event::Started {
-        tasks, total_steps, ..
-    } = &events[0]
-    else {
-        panic!("the first event is not Started: {:?}", events[0]);
-    };
-    assert_eq!(
-        tasks[0].label_counts.iter().map(|(_, n)| n).sum::<usize>(),
-        96
-    );
-    assert_eq!(*total_steps, summary.steps);
-    let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
-    assert_eq!(count(|e| matches!(e, Event::Step { .. })), summary.steps);
-    assert_eq!(count(|e| matches!(e, Event::EpochStarted { .. })), 2);
-    assert_eq!(count(|e| matches!(e, Event::EpochFinished { .. })), 2);
-    assert_eq!(count(|e| matches!(e, Event::Evaluated { .. })), 2);
-    assert_eq!(count(|e| matches!(e, Event::Checkpoint { .. })), 2);
-    let last_step = events.iter().rev().find_map(|e| match e {
-        Event::Step { step, .. } => Some(*step),
-        _ => None,
-    });
-    assert_eq!(last_step, Some(summary.steps));
-    // What trains is said once per epoch.
-    let unfreezing: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Note(note) if note.contains("gradual unfreezing") => Some(note.as_str()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(
-        unfreezing,
-        [
-            "epoch 1: gradual unfreezing: top 0 of 2 encoder layers train",
-            "epoch 2: gradual unfreezing: top 1 of 2 encoder layers train"
-        ]
-    );
 }

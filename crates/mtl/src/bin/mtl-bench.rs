@@ -14,10 +14,8 @@ use mtl::backend::BackendArgs;
 use mtl_bert::backend::row_groups;
 use mtl_bert::{BertInput, DropoutKey, EncodeOptions, SentenceEncoder};
 use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, TaskConfig};
-use mtl_train::train::cache::EmbeddingCache;
-use mtl_train::train::config::TrainConfig;
-use mtl_train::train::optimizer::TrainOptimizer;
-use mtl_train::train::row_groups::{LossTerm, backward_in_row_groups};
+use mtl_train::TrainConfig;
+use mtl_train::internals::{EmbeddingCache, LossTerm, TrainOptimizer, backward_in_row_groups};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,0 +1,518 @@
+//! The training loop of a prepared run: one task's batch (or one batch of every task) per
+//! step, evaluation, the best model, checkpoints, early stopping, and the run's log.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLoss;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+use mtl_bert::backend::row_groups;
+use mtl_bert::{BertInput, DropoutKey};
+use mtl_data::rng::derive_seed;
+use mtl_data::{MultiTaskLoader, Split, TaskBatch};
+use mtl_model::freeze::trainable_parameters;
+use mtl_model::{ModelPart, MultiTaskClassifier, MultiTaskModel, Unfrozen};
+
+use crate::cache::EmbeddingCache;
+use crate::checkpoint::{self, Best, TrainState};
+use crate::config::{StepMode, TrainConfig};
+use crate::data::SplitData;
+use crate::error::{Context, Error, Result};
+use crate::evaluate::{argmax, cross_entropy, evaluate, evaluate_with};
+use crate::metrics::TaskMetrics;
+use crate::observer::{Event, Observer, TaskStats};
+use crate::optimizer::TrainOptimizer;
+use crate::row_groups::{LossTerm, backward_in_row_groups};
+use crate::runlog::{Record, RunLog};
+use crate::train::{Summary, batches_per_step};
+
+/// A training run in progress.
+pub(crate) struct Run<'a> {
+    pub(crate) config: &'a TrainConfig,
+    pub(crate) observer: &'a mut dyn Observer,
+    pub(crate) dir: PathBuf,
+    pub(crate) classifier: MultiTaskClassifier,
+    pub(crate) device: Device,
+    pub(crate) plain: Device,
+    pub(crate) loader: MultiTaskLoader,
+    pub(crate) valid: SplitData,
+    pub(crate) test: SplitData,
+    pub(crate) held_out: Vec<(String, usize)>,
+    pub(crate) frozen: Vec<ModelPart>,
+    pub(crate) train_cache: Option<EmbeddingCache>,
+    pub(crate) valid_cache: Option<EmbeddingCache>,
+    pub(crate) loss: CrossEntropyLoss,
+    pub(crate) log: RunLog,
+    pub(crate) state: TrainState,
+    /// Per task: `(summed loss, correct, examples)` since its last log record.
+    pub(crate) interval: Vec<(f64, usize, usize)>,
+    /// Per task: `(summed loss, correct, examples)` this epoch (for the progress bar).
+    pub(crate) epoch_stats: Vec<(f64, usize, usize)>,
+    pub(crate) last_grad_norm: Option<Tensor<1>>,
+    pub(crate) started: Instant,
+    pub(crate) seconds_before: f64,
+}
+
+impl Run<'_> {
+    fn task_names(&self) -> Vec<String> {
+        self.classifier.config().task_names()
+    }
+
+    /// Loads the checkpoint at `state` into the model and a new optimiser, which it returns.
+    pub(crate) fn resume(
+        &mut self,
+        state: TrainState,
+        total_steps: usize,
+    ) -> Result<TrainOptimizer> {
+        let config = self.config;
+        let fresh = self.classifier.model.clone();
+        let (model, optimizer) = checkpoint::load(&self.dir, fresh, |model| {
+            TrainOptimizer::new(model, config, total_steps)
+        })?;
+        self.classifier.model = model;
+        self.observer.event(Event::Note(format!(
+            "resuming at step {} (epoch {}, batch {})",
+            state.step,
+            state.epoch + 1,
+            state.batch_in_epoch
+        )));
+        self.seconds_before = state.seconds;
+        self.state = state;
+        let note = self.apply_freezing(self.state.epoch)?;
+        // Mid-epoch, the epoch loop does not apply it again: say it here.
+        if let Some(note) = note.filter(|_| self.state.batch_in_epoch != 0) {
+            self.observer.event(Event::Note(note));
+        }
+        Ok(optimizer)
+    }
+
+    /// Sets what trains in `epoch`: everything but the frozen parts, and with gradual
+    /// unfreezing only the top `epoch / unfreeze_every` encoder layers (then the embeddings);
+    /// returns, with gradual unfreezing, the line that says what trains.
+    pub(crate) fn apply_freezing(&mut self, epoch: usize) -> Result<Option<String>> {
+        let config = self.classifier.config().clone();
+        let mut model = self
+            .classifier
+            .model
+            .clone()
+            .unfreeze(&ModelPart::All, &config)?;
+        let mut note = None;
+        if let Some(every) = self.config.unfreeze_every {
+            let layers = model.encoder.num_layers();
+            let unfrozen = Unfrozen::at(epoch, every, layers);
+            model = unfrozen.apply(model, &config)?;
+            note = Some(format!(
+                "epoch {}: gradual unfreezing: top {} of {layers} encoder layers train{}",
+                epoch + 1,
+                unfrozen.layers,
+                if unfrozen.embeddings {
+                    ", and the embeddings"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for part in &self.frozen {
+            model = model.freeze(part, &config)?;
+        }
+        self.classifier.model = model;
+        Ok(note)
+    }
+
+    /// When no encoder parameter can train during the whole run, computes the pooled
+    /// embeddings once (train and validation splits); returns the seconds it took.
+    pub(crate) fn prepare_cache(&mut self) -> Result<f64> {
+        let encoder_frozen = trainable_parameters(&self.classifier.model.encoder) == 0;
+        if !encoder_frozen
+            || self.config.unfreeze_every.is_some()
+            || !self.config.cache_frozen_embeddings
+        {
+            return Ok(0.0);
+        }
+        let started = Instant::now();
+        let total: usize = self.loader.tasks().iter().map(|t| t.len()).sum::<usize>()
+            + self.valid.tokens.iter().map(|t| t.len()).sum::<usize>();
+        self.observer.event(Event::Note(format!(
+            "the encoder is frozen: computing its embeddings once ({total} texts); only the heads train"
+        )));
+        self.observer.event(Event::CacheStarted { texts: total });
+        let batch = self.config.eval_batch_size;
+        let model = &self.classifier.model;
+        let observer = &mut *self.observer;
+        self.train_cache = Some(EmbeddingCache::compute(
+            model,
+            self.loader.tasks(),
+            batch,
+            &self.device,
+            |texts| observer.event(Event::CacheProgress { texts }),
+        )?);
+        self.valid_cache = Some(EmbeddingCache::compute(
+            model,
+            &self.valid.tokens,
+            batch,
+            &self.plain,
+            |texts| observer.event(Event::CacheProgress { texts }),
+        )?);
+        let seconds = started.elapsed().as_secs_f64();
+        self.observer.event(Event::CacheFinished { seconds });
+        Ok(seconds)
+    }
+
+    /// Runs the remaining epochs; returns whether early stopping ended them.
+    pub(crate) fn train_epochs(&mut self, optimizer: &mut TrainOptimizer) -> Result<bool> {
+        let tasks = self.loader.tasks().len();
+        let per_step = batches_per_step(self.config, tasks);
+        for epoch in self.state.epoch..self.config.epochs {
+            if (epoch != self.state.epoch || self.state.batch_in_epoch == 0)
+                && let Some(note) = self.apply_freezing(epoch)?
+            {
+                self.observer.event(Event::Note(note));
+            }
+            self.state.epoch = epoch;
+            self.epoch_stats = vec![(0.0, 0, 0); tasks];
+            let batches: Vec<TaskBatch> = self
+                .loader
+                .resume(epoch as u64, self.state.batch_in_epoch)?
+                .collect();
+            let planned = batches.len() + self.state.batch_in_epoch;
+            self.observer.event(Event::EpochStarted {
+                epoch,
+                epochs: self.config.epochs,
+                batches: planned,
+                done: self.state.batch_in_epoch,
+            });
+            for chunk in batches.chunks(per_step) {
+                self.step(optimizer, chunk)?;
+                self.state.batch_in_epoch += chunk.len();
+                let step = self.state.step;
+                self.observer.event(Event::Step {
+                    step,
+                    batches_done: self.state.batch_in_epoch,
+                    epoch_stats: self.epoch_stats(),
+                });
+                if step.is_multiple_of(self.config.log_every) {
+                    self.write_train_records(optimizer)?;
+                }
+                let last = self.state.batch_in_epoch == planned;
+                if !last
+                    && self.config.eval_every > 0
+                    && step.is_multiple_of(self.config.eval_every)
+                    && self.evaluate_and_keep_best()?
+                {
+                    return Ok(true);
+                }
+                if !last
+                    && self.config.checkpoint_every > 0
+                    && step.is_multiple_of(self.config.checkpoint_every)
+                {
+                    self.checkpoint(optimizer)?;
+                }
+            }
+            self.write_train_records(optimizer)?;
+            self.observer.event(Event::EpochFinished {
+                epoch,
+                epochs: self.config.epochs,
+                stats: self.epoch_stats(),
+            });
+            let stop = self.evaluate_and_keep_best()?;
+            self.state.epoch = epoch + 1;
+            self.state.batch_in_epoch = 0;
+            self.checkpoint(optimizer)?;
+            if stop {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One optimiser step on `batches` (one or more micro-steps whose gradients are summed).
+    ///
+    /// With the whole encoder in the graph, each batch is split into row groups run on every
+    /// core (see [`row_groups`](crate::row_groups)); dropout's masks are keyed by the
+    /// run's seed, the step, the micro-step and the batch, so they do not depend on the split.
+    fn step(&mut self, optimizer: &mut TrainOptimizer, batches: &[TaskBatch]) -> Result<()> {
+        let micro = match self.config.step_mode {
+            StepMode::Task => 1,
+            StepMode::Joint => self.loader.tasks().len(),
+        };
+        let micro_steps = batches.len().div_ceil(micro);
+        let mut accumulator = GradientsAccumulator::<MultiTaskModel>::new();
+        for (index, group) in batches.chunks(micro).enumerate() {
+            let keys: Vec<DropoutKey> = (0..group.len())
+                .map(|j| {
+                    let parts = [3, self.state.step as u64, index as u64, j as u64];
+                    DropoutKey::new(derive_seed(self.config.seed, &parts))
+                })
+                .collect();
+            let weights: Vec<f64> = group
+                .iter()
+                .map(|batch| self.config.tasks[batch.task].weight / micro_steps as f64)
+                .collect();
+            let model = &self.classifier.model;
+            let (grads, logits) = match &self.train_cache {
+                Some(cache) => {
+                    let mut total: Option<Tensor<1>> = None;
+                    let mut all_logits = Vec::with_capacity(group.len());
+                    for ((batch, key), weight) in group.iter().zip(&keys).zip(&weights) {
+                        let pooled = cache.batch(batch.task, &batch.examples);
+                        let logits = model.head_logits(pooled, batch.task, Some(*key));
+                        let targets = batch.targets(&self.device);
+                        let weighted = self
+                            .loss
+                            .forward(logits.clone(), targets)
+                            .mul_scalar(*weight);
+                        total = Some(match total {
+                            Some(t) => t + weighted,
+                            None => weighted,
+                        });
+                        all_logits.push(logits.detach());
+                    }
+                    let total = total.expect("a micro-step has a batch");
+                    (
+                        GradientsParams::from_grads(total.backward(), model),
+                        all_logits,
+                    )
+                }
+                None => {
+                    let inputs: Vec<BertInput> = group
+                        .iter()
+                        .zip(&keys)
+                        .map(|(batch, key)| BertInput {
+                            dropout: Some(*key),
+                            ..batch.tokens.to_input(&self.device)
+                        })
+                        .collect();
+                    let terms: Vec<LossTerm> = group
+                        .iter()
+                        .zip(&inputs)
+                        .zip(&weights)
+                        .map(|((batch, input), weight)| LossTerm {
+                            input,
+                            task: batch.task,
+                            labels: &batch.labels,
+                            weight: *weight,
+                        })
+                        .collect();
+                    let groups = row_groups(&self.device);
+                    backward_in_row_groups(model, &self.loss, &terms, groups)
+                }
+            };
+            for (batch, logits) in group.iter().zip(logits) {
+                self.record(batch, logits)?;
+            }
+            accumulator.accumulate(&self.classifier.model, grads);
+        }
+        let grads = accumulator.grads();
+        let model = self.classifier.model.clone();
+        let (model, norm) = optimizer.step(model, grads, self.state.step);
+        self.classifier.model = model;
+        self.last_grad_norm = Some(norm);
+        self.state.step += 1;
+        Ok(())
+    }
+
+    /// Adds a batch's loss and accuracy to the running statistics; a non-finite loss stops the
+    /// run, naming the step and task.
+    fn record(&mut self, batch: &TaskBatch, logits: Tensor<2>) -> Result<()> {
+        let labels = self.loader.tasks()[batch.task].labels().len();
+        let values: Vec<f32> = logits
+            .into_data()
+            .try_into_vec()
+            .map_err(|e| Error::Tensor(format!("reading logits back: {e:?}")))?;
+        let (mut loss, mut correct) = (0.0, 0);
+        for (row, &truth) in values.chunks_exact(labels).zip(&batch.labels) {
+            loss += cross_entropy(row, truth as usize);
+            correct += usize::from(argmax(row, None) == truth as usize);
+        }
+        if !loss.is_finite() {
+            let checkpoint = self.dir.join(checkpoint::CHECKPOINT_DIR);
+            return Err(Error::NotFinite(format!(
+                "step {}: task {}: the loss is {loss} (not finite); stopping. The last good \
+                 checkpoint (if any) is in {}; try a lower learning rate",
+                self.state.step + 1,
+                self.loader.tasks()[batch.task].name(),
+                checkpoint.display()
+            )));
+        }
+        for stats in [
+            &mut self.interval[batch.task],
+            &mut self.epoch_stats[batch.task],
+        ] {
+            stats.0 += loss;
+            stats.1 += correct;
+            stats.2 += batch.labels.len();
+        }
+        Ok(())
+    }
+
+    /// Each task's loss and accuracy so far this epoch (tasks with a batch).
+    fn epoch_stats(&self) -> Vec<TaskStats> {
+        self.task_names()
+            .into_iter()
+            .zip(&self.epoch_stats)
+            .filter(|(_, s)| s.2 > 0)
+            .map(|(task, s)| TaskStats {
+                task,
+                loss: s.0 / s.2 as f64,
+                accuracy: s.1 as f64 / s.2 as f64,
+                examples: s.2,
+            })
+            .collect()
+    }
+
+    fn write_train_records(&mut self, optimizer: &TrainOptimizer) -> Result<()> {
+        let (lr_encoder, lr_heads) = optimizer.lrs(self.state.step.saturating_sub(1));
+        let grad_norm = match &self.last_grad_norm {
+            Some(norm) => norm.clone().into_scalar::<f32>() as f64,
+            None => 0.0,
+        };
+        let seconds = self.seconds();
+        for (task, stats) in self.task_names().into_iter().zip(self.interval.iter_mut()) {
+            if stats.2 == 0 {
+                continue;
+            }
+            let record = Record::Train {
+                step: self.state.step,
+                epoch: self.state.epoch,
+                task,
+                loss: stats.0 / stats.2 as f64,
+                accuracy: stats.1 as f64 / stats.2 as f64,
+                examples: stats.2,
+                lr_encoder,
+                lr_heads,
+                grad_norm,
+                seconds,
+            };
+            self.log.write(&record)?;
+            *stats = (0.0, 0, 0);
+        }
+        Ok(())
+    }
+
+    fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// The current model's metrics on `split` (valid or test) of each task that has it.
+    fn evaluate_split(&self, split: Split) -> Result<Vec<TaskMetrics>> {
+        let model = self.classifier.model.valid();
+        let data = match split {
+            Split::Test => &self.test,
+            _ => &self.valid,
+        };
+        let batch = self.config.eval_batch_size;
+        data.tokens
+            .iter()
+            .zip(data.tasks.iter().copied())
+            .map(|(tokens, task)| match (&self.valid_cache, split) {
+                (Some(cache), Split::Valid) => evaluate_with(tokens, task, batch, None, |b| {
+                    model.head_logits(cache.batch(task, &b.examples), task, None)
+                }),
+                _ => evaluate(&model, &self.plain, tokens, task, batch, None),
+            })
+            .collect()
+    }
+
+    fn log_eval(&mut self, split: Split, metrics: &[TaskMetrics]) -> Result<()> {
+        for m in metrics {
+            self.log.write(&Record::Eval {
+                step: self.state.step,
+                epoch: self.state.epoch,
+                split: split.name().into(),
+                task: m.task.clone(),
+                loss: m.loss,
+                accuracy: m.accuracy,
+                macro_f1: m.macro_f1,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates on the validation split, saves the model to `best/` when the mean macro-F1
+    /// improves; returns whether early stopping says to stop.
+    fn evaluate_and_keep_best(&mut self) -> Result<bool> {
+        let metrics = self.evaluate_split(Split::Valid)?;
+        self.log_eval(Split::Valid, &metrics)?;
+        let score = metrics.iter().map(|m| m.macro_f1).sum::<f64>() / metrics.len() as f64;
+        let improved = self.state.best.is_none_or(|b| score > b.score);
+        if improved {
+            self.state.best = Some(Best {
+                score,
+                step: self.state.step,
+                epoch: self.state.epoch,
+            });
+            self.state.evals_since_best = 0;
+            self.state.best_valid = metrics.clone();
+            checkpoint::ensure_finite(&self.classifier.model)?;
+            self.classifier
+                .save(self.dir.join("best"))
+                .context("saving the best model")?;
+        } else {
+            self.state.evals_since_best += 1;
+        }
+        self.observer.event(Event::Evaluated {
+            step: self.state.step,
+            split: Split::Valid,
+            metrics,
+            best: improved,
+        });
+        let stop = self
+            .config
+            .patience
+            .is_some_and(|p| self.state.evals_since_best >= p);
+        if stop {
+            self.observer.event(Event::Note(format!(
+                "early stopping: {} evaluations without a better mean macro-F1",
+                self.state.evals_since_best
+            )));
+        }
+        Ok(stop)
+    }
+
+    fn checkpoint(&mut self, optimizer: &TrainOptimizer) -> Result<()> {
+        self.log.sync()?;
+        self.state.log_bytes = self.log.len()?;
+        self.state.seconds = self.seconds();
+        checkpoint::save(&self.dir, &self.classifier.model, optimizer, &self.state)?;
+        self.observer.event(Event::Checkpoint {
+            step: self.state.step,
+        });
+        Ok(())
+    }
+
+    /// Final evaluation of the best model (or the current one) on both splits, and
+    /// `summary.json`.
+    pub(crate) fn finish(mut self, stopped_early: bool, cache_seconds: f64) -> Result<Summary> {
+        let trained = self.state.step > 0;
+        let train_seconds = self.seconds();
+        let best_dir = self.dir.join("best");
+        if best_dir.join(mtl_model::CONFIG_FILE).is_file() {
+            let best = MultiTaskClassifier::load(&best_dir, &self.plain)
+                .context("loading the best model")?;
+            self.classifier.model = best.model.fork(&self.device);
+            self.valid_cache = None;
+        }
+        let valid = self.evaluate_split(Split::Valid)?;
+        let test = self.evaluate_split(Split::Test)?;
+        self.log_eval(Split::Test, &test)?;
+        let summary = Summary {
+            run_dir: self.dir.clone(),
+            trained,
+            steps: self.state.step,
+            stopped_early,
+            best: self.state.best,
+            train_seconds,
+            cached_embeddings: self.train_cache.is_some(),
+            cache_seconds,
+            valid,
+            test,
+            held_out: self.held_out.iter().cloned().collect(),
+        };
+        let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
+        mtl_fs::write_file(&self.dir.join("summary.json"), json.as_bytes())
+            .with_context(|| format!("writing {}", self.dir.join("summary.json").display()))?;
+        Ok(summary)
+    }
+}
