@@ -10,12 +10,12 @@ use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use mtl_bert::backend::row_groups;
-use mtl_bert::checkpoint::{collect_tensors, write_safetensors};
+use mtl_bert::row_groups;
 use mtl_bert::{BertInput, DropoutKey};
-use mtl_data::rng::derive_seed;
+use mtl_bert::{collect_tensors, write_safetensors};
+use mtl_data::derive_seed;
 use mtl_data::{MultiTaskLoader, Split, TaskBatch};
-use mtl_model::freeze::trainable_parameters;
+use mtl_model::trainable_parameters;
 use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, MultiTaskModel};
 use serde::Serialize;
 
