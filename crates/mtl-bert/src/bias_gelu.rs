@@ -125,6 +125,10 @@ pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 ///
 /// `Device`'s equality compares the compute resource and ignores autodiff and checkpointing, so
 /// `Device::flex().autodiff()` counts as flex.
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "bias_gelu asks it on flex only")
+)]
 pub(crate) fn uses_extension(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     return *device == Device::flex();
@@ -429,11 +433,19 @@ mod autodiff {
 // ---------------------------------------------------------------------------------------------
 
 /// Smallest number of elements a parallel chunk holds (whole rows, so rounded up to a row).
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "the flex extension runs them")
+)]
 pub(crate) const MIN_CHUNK_ELEMS: usize = 16 * 1024;
 
 /// The fused kernels on plain slices, parallel over rows on the current rayon pool.
 ///
 /// All slices are row-major `[rows, width]` with `width = bias.len()`.
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "the flex extension runs them")
+)]
 pub(crate) mod kernel {
     use super::{MIN_CHUNK_ELEMS, math};
     use core::mem::MaybeUninit;
@@ -678,6 +690,10 @@ pub(crate) mod kernel {
 ///
 /// Every function is generic over `FMA`: `true` uses fused multiply-add (one rounding), `false`
 /// plain multiply then add, for targets without FMA where `f32::mul_add` would be a slow libm call.
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "the flex extension runs them")
+)]
 pub(crate) mod math {
     /// `a * b + c`.
     #[inline(always)]
