@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use mtl_data::rng::SplitMix64;
+use mtl_data::SplitMix64;
 
 /// Writes a small two-class data set (`train.jsonl` with `train` examples, `valid.jsonl` and
 /// `test.jsonl` with a quarter as many) whose label is signalled by some of its words.

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 /// A file read out of an archive: its path inside the archive and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     /// The path inside the archive, `/`-separated.
     pub path: String,
     /// The file's contents.
@@ -17,7 +17,7 @@ pub struct Member {
 
 /// The kinds of archive a package comes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveKind {
+pub(crate) enum ArchiveKind {
     /// A zip file (a Python wheel).
     Zip,
     /// A gzipped tar (a Python sdist, an npm tarball).
@@ -26,7 +26,7 @@ pub enum ArchiveKind {
 
 impl ArchiveKind {
     /// The kind of `path`, from its name (`.whl`/`.zip`, `.tar.gz`/`.tgz`).
-    pub fn of(path: &Path) -> Result<Self> {
+    pub(crate) fn of(path: &Path) -> Result<Self> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -46,7 +46,7 @@ impl ArchiveKind {
 
 /// Reads the regular files of `archive` whose path starts with `prefix` (a directory ending in
 /// `/`, or one file's full path), sorted by path. Fails if there is none.
-pub fn read_members(archive: &Path, prefix: &str) -> Result<Vec<Member>> {
+pub(crate) fn read_members(archive: &Path, prefix: &str) -> Result<Vec<Member>> {
     let mut members = match ArchiveKind::of(archive)? {
         ArchiveKind::Zip => read_zip(archive, prefix)?,
         ArchiveKind::TarGz => read_tar_gz(archive, prefix)?,
@@ -61,8 +61,9 @@ pub fn read_members(archive: &Path, prefix: &str) -> Result<Vec<Member>> {
     Ok(members)
 }
 
-/// Reads the one file `path` of `archive`.
-pub fn read_member(archive: &Path, path: &str) -> Result<Vec<u8>> {
+/// Reads the one file `path` of `archive`. Only the tests call it.
+#[cfg(test)]
+pub(crate) fn read_member(archive: &Path, path: &str) -> Result<Vec<u8>> {
     let mut members = read_members(archive, path)?;
     match members.iter().position(|m| m.path == path) {
         Some(i) => Ok(members.swap_remove(i).bytes),

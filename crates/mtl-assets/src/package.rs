@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 /// The registry a package comes from, and so the client that fetches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Registry {
+pub(crate) enum Registry {
     /// The Python package index, through pip's index machinery ([`PIP_FETCH`], run by
     /// `python3`; `$MTL_PYTHON` overrides the interpreter). pip's configuration applies
     /// (`PIP_INDEX_URL`, `PIP_FIND_LINKS`, `pip.conf`, ...).
@@ -27,7 +27,7 @@ pub enum Registry {
 
 /// A pinned package: name, version and the sha256 of the downloaded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Package {
+pub(crate) struct Package {
     /// The registry.
     pub registry: Registry,
     /// The package name.
@@ -40,7 +40,7 @@ pub struct Package {
 
 impl Package {
     /// The requirement as the client spells it (`name==version` or `name@version`).
-    pub fn spec(&self) -> String {
+    pub(crate) fn spec(&self) -> String {
         match self.registry {
             Registry::Python => format!("{}=={}", self.name, self.version),
             Registry::Npm => format!("{}@{}", self.name, self.version),
@@ -58,7 +58,7 @@ impl Package {
     ///
     /// The client writes into a temporary directory; the file is verified there, then the
     /// directory is renamed into place, so an interrupted download leaves nothing behind.
-    pub fn fetch(&self, cache: &Path) -> Result<PathBuf> {
+    pub(crate) fn fetch(&self, cache: &Path) -> Result<PathBuf> {
         self.fetch_with(cache, |into| self.download_into(into))
     }
 

@@ -28,7 +28,7 @@ pub(crate) fn linear(input: usize, output: usize, init: &Initializer, device: &D
 /// finite float for padding, as `transformers` builds it from `attention_mask`.
 ///
 /// `[batch, seq]` mask of 1.0 (token) and 0.0 (padding) -> `[batch, 1, 1, seq]`.
-pub fn attention_bias(attention_mask: Tensor<2>) -> Tensor<4> {
+pub(crate) fn attention_bias(attention_mask: Tensor<2>) -> Tensor<4> {
     let [batch, seq_len] = attention_mask.dims();
     (attention_mask.neg() + 1.0)
         .mul_scalar(f32::MIN)

@@ -62,7 +62,7 @@ use burn::backend::Dispatch;
 use burn::tensor::{Device, Tensor, activation};
 
 #[cfg(feature = "flex")]
-pub use extension::BiasGeluBackend;
+pub(crate) use extension::BiasGeluBackend;
 
 // ---------------------------------------------------------------------------------------------
 // Public entry point.
@@ -83,7 +83,7 @@ pub use extension::BiasGeluBackend;
 /// # Panics
 ///
 /// If `bias` is not as long as the last dimension of `x`.
-pub fn bias_gelu(x: Tensor<3>, bias: Tensor<1>) -> Tensor<3> {
+pub(crate) fn bias_gelu(x: Tensor<3>, bias: Tensor<1>) -> Tensor<3> {
     let [_, _, width] = x.dims();
     let [bias_len] = bias.dims();
     assert_eq!(
@@ -107,7 +107,7 @@ pub fn bias_gelu(x: Tensor<3>, bias: Tensor<1>) -> Tensor<3> {
 /// by about 1e-3 of its size (measured on wgpu: `crates/mtl-train/tests/backends.rs`). flex
 /// (the fused kernel above) and libtorch have exact ones. So under autodiff GELU is composed
 /// from `erf`, whose backward is exact, and at inference Burn's `gelu` (an exact forward) runs.
-pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+pub(crate) fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !x.device().is_autodiff() {
         return activation::gelu(x);
     }
@@ -125,7 +125,11 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 ///
 /// `Device`'s equality compares the compute resource and ignores autodiff and checkpointing, so
 /// `Device::flex().autodiff()` counts as flex.
-pub fn uses_extension(device: &Device) -> bool {
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "bias_gelu asks it on flex only")
+)]
+pub(crate) fn uses_extension(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     return *device == Device::flex();
     #[cfg(not(feature = "flex"))]
@@ -156,7 +160,7 @@ mod extension {
     /// strategy); on any other backend it panics, which is why [`super::bias_gelu`] checks the
     /// device first.
     #[backend_extension(Autodiff, Flex)]
-    pub trait BiasGeluBackend: Backend {
+    pub(crate) trait BiasGeluBackend: Backend {
         /// `gelu(x + bias)`, the bias broadcast over the last dimension.
         ///
         /// # Shapes
@@ -429,19 +433,27 @@ mod autodiff {
 // ---------------------------------------------------------------------------------------------
 
 /// Smallest number of elements a parallel chunk holds (whole rows, so rounded up to a row).
-pub const MIN_CHUNK_ELEMS: usize = 16 * 1024;
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "the flex extension runs them")
+)]
+pub(crate) const MIN_CHUNK_ELEMS: usize = 16 * 1024;
 
 /// The fused kernels on plain slices, parallel over rows on the current rayon pool.
 ///
 /// All slices are row-major `[rows, width]` with `width = bias.len()`.
-pub mod kernel {
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "the flex extension runs them")
+)]
+pub(crate) mod kernel {
     use super::{MIN_CHUNK_ELEMS, math};
     use core::mem::MaybeUninit;
     use rayon::prelude::*;
 
     /// Which compiled variant of the kernels runs.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Isa {
+    pub(crate) enum Isa {
         /// x86-64 AVX-512F (with FMA).
         Avx512,
         /// x86-64 AVX2 + FMA.
@@ -452,7 +464,7 @@ pub mod kernel {
 
     impl Isa {
         /// The best variant this CPU runs.
-        pub fn detect() -> Self {
+        pub(crate) fn detect() -> Self {
             if Isa::Avx512.is_supported() {
                 Isa::Avx512
             } else if Isa::Avx2Fma.is_supported() {
@@ -463,7 +475,7 @@ pub mod kernel {
         }
 
         /// Whether this CPU runs the variant.
-        pub fn is_supported(self) -> bool {
+        pub(crate) fn is_supported(self) -> bool {
             match self {
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx512 => {
@@ -481,8 +493,9 @@ pub mod kernel {
             }
         }
 
-        /// Every variant this CPU runs, best first.
-        pub fn available() -> Vec<Self> {
+        /// Every variant this CPU runs, best first (the tests run each one).
+        #[cfg(test)]
+        pub(crate) fn available() -> Vec<Self> {
             [Isa::Avx512, Isa::Avx2Fma, Isa::Baseline]
                 .into_iter()
                 .filter(|isa| isa.is_supported())
@@ -581,7 +594,7 @@ pub mod kernel {
     ///
     /// - `x`, `out`: `[rows, width]`, row-major
     /// - `bias`: `[width]`
-    pub fn forward(x: &[f32], bias: &[f32], out: &mut [MaybeUninit<f32>]) {
+    pub(crate) fn forward(x: &[f32], bias: &[f32], out: &mut [MaybeUninit<f32>]) {
         forward_with(Isa::detect(), x, bias, out)
     }
 
@@ -590,7 +603,7 @@ pub mod kernel {
     /// # Panics
     ///
     /// If the CPU does not support `isa`.
-    pub fn forward_with(isa: Isa, x: &[f32], bias: &[f32], out: &mut [MaybeUninit<f32>]) {
+    pub(crate) fn forward_with(isa: Isa, x: &[f32], bias: &[f32], out: &mut [MaybeUninit<f32>]) {
         assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
         check(x.len(), bias.len());
         assert_eq!(x.len(), out.len(), "bias_gelu: output length");
@@ -609,12 +622,12 @@ pub mod kernel {
     ///
     /// - `x`: `[rows, width]`, row-major
     /// - `bias`: `[width]`
-    pub fn forward_inplace(x: &mut [f32], bias: &[f32]) {
+    pub(crate) fn forward_inplace(x: &mut [f32], bias: &[f32]) {
         forward_inplace_with(Isa::detect(), x, bias)
     }
 
     /// [`forward_inplace`] with an explicit kernel variant (panics if the CPU lacks `isa`).
-    pub fn forward_inplace_with(isa: Isa, x: &mut [f32], bias: &[f32]) {
+    pub(crate) fn forward_inplace_with(isa: Isa, x: &mut [f32], bias: &[f32]) {
         assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
         check(x.len(), bias.len());
         if x.is_empty() {
@@ -635,12 +648,17 @@ pub mod kernel {
     ///
     /// - `x`, `grad`: `[rows, width]`, row-major
     /// - `bias`, returned `dbias`: `[width]`
-    pub fn backward_inplace(x: &[f32], bias: &[f32], grad: &mut [f32]) -> Vec<f32> {
+    pub(crate) fn backward_inplace(x: &[f32], bias: &[f32], grad: &mut [f32]) -> Vec<f32> {
         backward_inplace_with(Isa::detect(), x, bias, grad)
     }
 
     /// [`backward_inplace`] with an explicit kernel variant (panics if the CPU lacks `isa`).
-    pub fn backward_inplace_with(isa: Isa, x: &[f32], bias: &[f32], grad: &mut [f32]) -> Vec<f32> {
+    pub(crate) fn backward_inplace_with(
+        isa: Isa,
+        x: &[f32],
+        bias: &[f32],
+        grad: &mut [f32],
+    ) -> Vec<f32> {
         assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
         let width = bias.len();
         check(x.len(), width);
@@ -672,7 +690,11 @@ pub mod kernel {
 ///
 /// Every function is generic over `FMA`: `true` uses fused multiply-add (one rounding), `false`
 /// plain multiply then add, for targets without FMA where `f32::mul_add` would be a slow libm call.
-pub mod math {
+#[cfg_attr(
+    not(feature = "flex"),
+    allow(dead_code, reason = "the flex extension runs them")
+)]
+pub(crate) mod math {
     /// `a * b + c`.
     #[inline(always)]
     fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
@@ -749,7 +771,7 @@ pub mod math {
 
     /// The error function: max error 0.81 ulp with FMA, 0.89 without; NaN in, NaN out.
     #[inline(always)]
-    pub fn erf<const FMA: bool>(z: f32) -> f32 {
+    pub(crate) fn erf<const FMA: bool>(z: f32) -> f32 {
         let a = z.abs();
         let small = madd::<FMA>(
             a,
@@ -771,7 +793,7 @@ pub mod math {
     /// The argument is clamped to `[-87, 88]`, so the result never underflows to a subnormal
     /// or overflows: exp(-87) = 1.6e-38 stands in for anything smaller.
     #[inline(always)]
-    pub fn exp<const FMA: bool>(x: f32) -> f32 {
+    pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
         // Adding 1.5 * 2^23 rounds to an integer, left in the low mantissa bits.
         const ROUND: f32 = 12_582_912.0;
         let x = x.clamp(-87.0, 88.0);
@@ -795,14 +817,14 @@ pub mod math {
     /// `gelu(z) = 0.5 z (1 + erf(z / sqrt 2))`, evaluated in the same order as Burn's flex
     /// `gelu`, so that the two agree to the bit whenever the two `erf`s do.
     #[inline(always)]
-    pub fn gelu<const FMA: bool>(z: f32) -> f32 {
+    pub(crate) fn gelu<const FMA: bool>(z: f32) -> f32 {
         0.5 * z * (1.0 + erf::<FMA>(z / core::f32::consts::SQRT_2))
     }
 
     /// `gelu'(z) = Phi(z) + z phi(z)`, with `Phi(z) = 0.5 (1 + erf(z / sqrt 2))` and
     /// `phi(z) = exp(-z^2 / 2) / sqrt(2 pi)`.
     #[inline(always)]
-    pub fn gelu_grad<const FMA: bool>(z: f32) -> f32 {
+    pub(crate) fn gelu_grad<const FMA: bool>(z: f32) -> f32 {
         const INV_SQRT_2PI: f32 = 0.398_942_3;
         let cdf = 0.5 * (1.0 + erf::<FMA>(z / core::f32::consts::SQRT_2));
         let pdf = INV_SQRT_2PI * exp::<FMA>(-0.5 * z * z);

@@ -22,17 +22,17 @@ use crate::error::{Error, Result};
 use mtl_fs::write_file;
 
 /// `(Hugging Face, ours)` spellings of module names that differ.
-pub const MODULE_NAMES: [(&str, &str); 2] = [
+pub(crate) const MODULE_NAMES: [(&str, &str); 2] = [
     ("attention.self.", "attention.self_attention."),
     ("LayerNorm.", "layer_norm."),
 ];
 
 /// The prefix some checkpoints (`BertFor*` models) put before every encoder tensor.
-pub const BERT_PREFIX: &str = "bert.";
+pub(crate) const BERT_PREFIX: &str = "bert.";
 
 /// Tensors a checkpoint may hold that belong to no encoder parameter: the `position_ids`
 /// buffer, and the pre-training heads of `BertForPreTraining` / `BertForMaskedLM`.
-pub const IGNORED_PREFIXES: [&str; 2] = ["embeddings.position_ids", "cls."];
+pub(crate) const IGNORED_PREFIXES: [&str; 2] = ["embeddings.position_ids", "cls."];
 
 /// Our parameter path -> the Hugging Face tensor name.
 pub fn hf_name(path: &str) -> String {
@@ -177,7 +177,7 @@ impl Checkpoint {
     }
 
     /// Fails with [`Error::UnexpectedTensor`] if a tensor was not loaded into any module and is
-    /// not one of [`IGNORED_PREFIXES`] or `also_ignored`.
+    /// under one of the ignored prefixes (`embeddings.position_ids`, `cls.`) or `also_ignored`.
     pub fn finish(self, also_ignored: &[&str]) -> Result<()> {
         let unexpected = self.tensors.into_iter().find(|(name, _)| {
             !IGNORED_PREFIXES

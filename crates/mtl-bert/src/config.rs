@@ -82,37 +82,37 @@ pub struct BertConfig {
 
 mod defaults {
     use super::HiddenAct;
-    pub fn vocab_size() -> usize {
+    pub(super) fn vocab_size() -> usize {
         30522
     }
-    pub fn hidden_size() -> usize {
+    pub(super) fn hidden_size() -> usize {
         768
     }
-    pub fn num_hidden_layers() -> usize {
+    pub(super) fn num_hidden_layers() -> usize {
         12
     }
-    pub fn num_attention_heads() -> usize {
+    pub(super) fn num_attention_heads() -> usize {
         12
     }
-    pub fn intermediate_size() -> usize {
+    pub(super) fn intermediate_size() -> usize {
         3072
     }
-    pub fn hidden_act() -> HiddenAct {
+    pub(super) fn hidden_act() -> HiddenAct {
         HiddenAct::Gelu
     }
-    pub fn dropout() -> f64 {
+    pub(super) fn dropout() -> f64 {
         0.1
     }
-    pub fn max_position_embeddings() -> usize {
+    pub(super) fn max_position_embeddings() -> usize {
         512
     }
-    pub fn type_vocab_size() -> usize {
+    pub(super) fn type_vocab_size() -> usize {
         2
     }
-    pub fn layer_norm_eps() -> f64 {
+    pub(super) fn layer_norm_eps() -> f64 {
         1e-12
     }
-    pub fn model_type() -> String {
+    pub(super) fn model_type() -> String {
         "bert".into()
     }
 }

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 /// The encoder gives its embeddings [`part`](Self::part)`(0)` and layer `i`
 /// `part(1 + i)`, each layer its attention probabilities, attention output and feed-forward
 /// output parts 0, 1 and 2; a multi-task model's pooled vector and heads use
-/// [`parts::POOLED`] and [`parts::head`].
+/// [`DropoutKey::POOLED_PART`] and [`DropoutKey::head_part`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DropoutKey {
     /// Philox's key: the seed of the micro-step.
@@ -35,18 +35,16 @@ pub struct DropoutKey {
     first_row: u64,
 }
 
-/// [`DropoutKey::part`] indices of the parts outside the encoder.
-pub mod parts {
-    /// The pooled sentence vector before the heads.
-    pub const POOLED: u64 = 1 << 32;
-
-    /// The hidden layer of task `task`'s MLP head.
-    pub fn head(task: usize) -> u64 {
-        POOLED + 1 + task as u64
-    }
-}
-
 impl DropoutKey {
+    /// The [`part`](Self::part) index of the pooled sentence vector before the heads (outside
+    /// the encoder).
+    pub const POOLED_PART: u64 = 1 << 32;
+
+    /// The [`part`](Self::part) index of the hidden layer of task `task`'s MLP head.
+    pub fn head_part(task: usize) -> u64 {
+        Self::POOLED_PART + 1 + task as u64
+    }
+
     /// The key of a whole batch for one micro-step's `seed`.
     pub fn new(seed: u64) -> Self {
         Self {

@@ -22,7 +22,7 @@ pub struct BertIntermediate {
 impl BertIntermediate {
     /// `[batch, seq, hidden]` -> `[batch, seq, intermediate]`.
     ///
-    /// Exact GELU adds the bias inside one fused kernel on flex ([`bias_gelu`]).
+    /// Exact GELU adds the bias inside one fused kernel on flex (`bias_gelu`).
     pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
         if let (HiddenAct::Gelu, Some(bias)) = (self.activation, &self.dense.bias) {
             let [batch, seq_len, width] = hidden.dims();

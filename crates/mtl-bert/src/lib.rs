@@ -18,32 +18,71 @@
 //!
 //! Backends are Cargo features (`flex`, the default, and `ndarray`); [`Backend`] picks one
 //! of those compiled in at run time.
+//!
+//! # Public items
+//!
+//! Loading and encoding:
+//! - [`SentenceEncoder`]: a model directory's encoder, tokenizer and pooling defaults;
+//!   [`SentenceEncoder::encode`] returns [`Embeddings`] in the caller's order, with the
+//!   [`EncodeOptions`] sentence-transformers users expect.
+//! - [`ModelDir`]: the files of a checkpoint directory and its [`SentenceDefaults`]
+//!   (sentence-transformers' `modules.json`, read as [`ModuleEntry`] rows;
+//!   [`pooling_module_dir`] and [`is_plain_relative`] are the rules for their paths).
+//! - [`BertTokenizer`]: a `tokenizer.json` or `vocab.txt` tokenizer with the model's length
+//!   limit; it pads [`Encoding`]s into a [`TokenBatch`].
+//! - [`Backend`]: the backends compiled in, and a device of one; [`row_groups`] is how many
+//!   row groups a batch is split into on a device.
+//! - [`Error`], [`TextError`], [`Result`]: what went wrong, with the file, tensor or text.
+//!
+//! The model (its module tree follows the checkpoint's key tree):
+//! - [`BertConfig`] and [`HiddenAct`]: Hugging Face's `config.json`, field by field.
+//! - [`BertModel`] on a [`BertInput`]: [`BertEmbeddings`], a [`BertEncoder`] of [`BertLayer`]s
+//!   ([`BertAttention`] = [`BertSelfAttention`] + [`BertSelfOutput`], then [`BertIntermediate`]
+//!   and [`BertOutput`]) and an optional [`BertPooler`].
+//! - [`Pooling`] and [`pool`]: CLS, pooler, mean or max pooling of the last hidden states.
+//! - [`DropoutKey`] and [`dropout`]: dropout masks drawn from a counter-based generator, the
+//!   same for a batch however it is split into row groups.
+//!
+//! Weights and vectors:
+//! - [`Checkpoint`]: a safetensors or PyTorch checkpoint read into a module, every tensor
+//!   accounted for; [`collect_tensors`], [`hf_name`] and [`write_safetensors`] save one under
+//!   Hugging Face's names.
+//! - [`cosine_matrix`] and [`l2_normalize_row`]: similarities of embedding rows.
+//! - [`burn`]: the Burn this crate is built on (its tensors appear in the API).
 
-pub mod attention;
-pub mod backend;
-pub mod bias_gelu;
-pub mod checkpoint;
-pub mod config;
-pub mod dropout;
-pub mod embeddings;
-pub mod error;
-pub mod layer;
-pub mod model;
-pub mod model_dir;
-pub mod pooling;
-pub mod sentence_encoder;
-pub mod similarity;
-pub mod tokenizer;
+#![warn(unreachable_pub)]
 
-pub use backend::Backend;
+mod attention;
+mod backend;
+mod bias_gelu;
+mod checkpoint;
+mod config;
+mod dropout;
+mod embeddings;
+mod error;
+mod layer;
+mod model;
+mod model_dir;
+mod pooling;
+mod sentence_encoder;
+mod similarity;
+mod tokenizer;
+
+pub use attention::{BertAttention, BertSelfAttention, BertSelfOutput};
+pub use backend::{Backend, row_groups};
 pub use burn;
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, collect_tensors, hf_name, write_safetensors};
 pub use config::{BertConfig, HiddenAct};
-pub use dropout::DropoutKey;
-pub use error::{Error, Result};
-pub use model::{BertInput, BertModel};
-pub use model_dir::{ModelDir, SentenceDefaults};
-pub use pooling::Pooling;
+pub use dropout::{DropoutKey, dropout};
+pub use embeddings::BertEmbeddings;
+pub use error::{Error, Result, TextError};
+pub use layer::{BertIntermediate, BertLayer, BertOutput};
+pub use model::{BertEncoder, BertInput, BertModel, BertPooler};
+pub use model_dir::{
+    ModelDir, ModuleEntry, SentenceDefaults, is_plain_relative, pooling_module_dir,
+};
+pub use pooling::{Pooling, pool};
 pub use sentence_encoder::{Embeddings, EncodeOptions, SentenceEncoder};
+pub use similarity::{cosine_matrix, l2_normalize_row};
 pub use tokenizer::{BertTokenizer, TokenBatch};
 pub use tokenizers::Encoding;

@@ -123,7 +123,7 @@ impl BertModel {
     /// The last hidden state, `[batch, seq, hidden]`.
     ///
     /// Padding positions get values too (they attend to the real tokens) but never influence
-    /// the real tokens' values; pooling must mask them (see [`crate::pooling`]).
+    /// the real tokens' values; pooling must mask them (see [`pool`](crate::pool)).
     ///
     /// At inference (no autodiff) on the pure-Rust CPU backends, the batch's rows are split
     /// into groups run concurrently on the thread pool (see

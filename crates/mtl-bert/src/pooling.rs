@@ -59,7 +59,7 @@ impl FromStr for Pooling {
 }
 
 /// `[batch, seq, hidden]` -> `[batch, hidden]`: the first token's vector.
-pub fn cls(last_hidden_state: Tensor<3>) -> Tensor<2> {
+pub(crate) fn cls(last_hidden_state: Tensor<3>) -> Tensor<2> {
     let [batch, _, width] = last_hidden_state.dims();
     last_hidden_state
         .slice(s![.., 0..1, ..])
@@ -67,7 +67,7 @@ pub fn cls(last_hidden_state: Tensor<3>) -> Tensor<2> {
 }
 
 /// `[batch, seq, hidden]` with a `[batch, seq]` 1/0 mask -> `[batch, hidden]` masked mean.
-pub fn mean(last_hidden_state: Tensor<3>, attention_mask: Tensor<2>) -> Tensor<2> {
+pub(crate) fn mean(last_hidden_state: Tensor<3>, attention_mask: Tensor<2>) -> Tensor<2> {
     let mask = attention_mask.unsqueeze_dim::<3>(2);
     let summed = (last_hidden_state * mask.clone())
         .sum_dim(1)
@@ -79,7 +79,7 @@ pub fn mean(last_hidden_state: Tensor<3>, attention_mask: Tensor<2>) -> Tensor<2
 /// `[batch, seq, hidden]` with a `[batch, seq]` 1/0 mask -> `[batch, hidden]` masked maximum.
 ///
 /// Padding positions are set to -1e9 before the maximum, as sentence-transformers does.
-pub fn max(last_hidden_state: Tensor<3>, attention_mask: Tensor<2>) -> Tensor<2> {
+pub(crate) fn max(last_hidden_state: Tensor<3>, attention_mask: Tensor<2>) -> Tensor<2> {
     let padding = attention_mask.equal_elem(0.0).unsqueeze_dim::<3>(2);
     let [batch, seq_len, width] = last_hidden_state.dims();
     last_hidden_state
@@ -107,7 +107,7 @@ pub fn pool(
 
 /// `[batch, hidden]` rows scaled to unit L2 norm (rows with norm below 1e-12 are divided by
 /// 1e-12, as `torch.nn.functional.normalize` does).
-pub fn l2_normalize(embeddings: Tensor<2>) -> Tensor<2> {
+pub(crate) fn l2_normalize(embeddings: Tensor<2>) -> Tensor<2> {
     let norms = embeddings
         .clone()
         .powi_scalar(2)

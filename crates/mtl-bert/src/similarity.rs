@@ -34,8 +34,8 @@ pub fn cosine_matrix(vectors: &[&[f32]]) -> Vec<Vec<f32>> {
     matrix
 }
 
-/// Scales `row` to unit L2 norm in place, as [`crate::pooling::l2_normalize`] does on the
-/// device (a zero row stays zero: the norm is clamped to 1e-12).
+/// Scales `row` to unit L2 norm in place, as [`EncodeOptions::normalize`](crate::EncodeOptions)
+/// does on the device (a zero row stays zero: the norm is clamped to 1e-12).
 pub fn l2_normalize_row(row: &mut [f32]) {
     let norm = row.iter().map(|&x| x * x).sum::<f32>().sqrt().max(1e-12);
     row.iter_mut().for_each(|x| *x /= norm);

@@ -19,8 +19,9 @@ use common::{
     Reference, assert_close, copy_dir, cpu_devices, fixtures, max_abs_diff, minilm_dir, tiny_dir,
 };
 use mtl_bert::burn::prelude::*;
-use mtl_bert::pooling::{self, Pooling};
-use mtl_bert::{BertConfig, BertModel, EncodeOptions, ModelDir, SentenceEncoder, TokenBatch};
+use mtl_bert::{
+    BertConfig, BertModel, EncodeOptions, ModelDir, Pooling, SentenceEncoder, TokenBatch, pool,
+};
 
 /// `[batch, seq, hidden]` values -> the rows of real tokens only.
 fn real_tokens(values: &[f32], mask: &[i64], hidden: usize) -> Vec<f32> {
@@ -294,7 +295,15 @@ fn minilm_outputs_match_transformers() {
             let (_, expected) = reference.tensor(&format!("{i}.cls"));
             assert_close(
                 &what("cls"),
-                &tensor_values(pooling::cls(hidden.clone())),
+                &tensor_values(
+                    pool(
+                        Pooling::Cls,
+                        hidden.clone(),
+                        input.attention_mask.clone(),
+                        None,
+                    )
+                    .unwrap(),
+                ),
                 &expected,
                 OUTPUT_TOLERANCE,
             );
@@ -408,7 +417,7 @@ fn row_groups_at_inference_give_the_whole_batch_result() {
                 .unwrap();
             let (groups, split) = pool.install(|| {
                 (
-                    mtl_bert::backend::row_groups(&device),
+                    mtl_bert::row_groups(&device),
                     tensor_values(encoder.model().forward(&input)),
                 )
             });

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{copy_dir, fixtures, rewrite_safetensors};
-use mtl_bert::error::TextError;
+use mtl_bert::TextError;
 use mtl_bert::{Backend, BertModel, EncodeOptions, Error, ModelDir, SentenceEncoder};
 
 fn tiny_dir() -> std::path::PathBuf {

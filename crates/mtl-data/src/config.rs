@@ -284,7 +284,7 @@ impl TaskConfig {
 
 /// Why a label cannot be one: empty, or with whitespace around it (a likely typo that would
 /// silently make a class of its own); `None` for a good label.
-pub fn label_problem(label: &str) -> Option<&'static str> {
+pub(crate) fn label_problem(label: &str) -> Option<&'static str> {
     if label.is_empty() {
         Some("is empty")
     } else if label.trim() != label {

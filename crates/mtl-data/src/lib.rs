@@ -30,21 +30,43 @@
 //! A crate is a layer: [`TaskConfig`] and [`TaskData`] read files, [`TokenizedTask`] tokenizes
 //! and pads, [`TaskSampler`], [`EpochMode`] and [`EpochPlan`] decide the order, and
 //! [`MultiTaskLoader`] puts them together. The order depends on nothing but the data, the
-//! [`PlanConfig`] and the epoch number ([`rng`] is this crate's own generator).
+//! [`PlanConfig`] and the epoch number ([`SplitMix64`] is this crate's own generator).
+//!
+//! # Public items
+//!
+//! Reading:
+//! - [`TaskConfig`]: one task's name, labels, data directory or file, [`DataFormat`] and fields.
+//! - [`TaskData`]: a task's [`Split`] read and checked into [`Example`]s (file and line in every
+//!   error).
+//! - [`TokenizedTask`]: a split tokenized once; its padded [`TaskBatch`]es.
+//!
+//! Ordering:
+//! - [`PlanConfig`]: batch size, [`TaskSampler`], [`EpochMode`], bucketing and seed.
+//! - [`EpochPlan`] of [`PlannedBatch`]es: one epoch's batches in order, from the data sizes and
+//!   the epoch number alone.
+//! - [`MultiTaskLoader`]: the tasks and the plan together; an epoch's [`EpochBatches`], resumable
+//!   at any batch.
+//! - [`SplitMix64`] and [`derive_seed`]: the generator and the seed derivation every order here
+//!   comes from.
+//!
+//! - [`Error`], [`Result`]: what went wrong, with the file and line.
 
-pub mod config;
-pub mod error;
-pub mod loader;
-pub mod plan;
-pub mod rng;
-pub mod sampler;
-pub mod task_data;
-pub mod tokenized;
+#![warn(unreachable_pub)]
+
+mod config;
+mod error;
+mod loader;
+mod plan;
+mod rng;
+mod sampler;
+mod task_data;
+mod tokenized;
 
 pub use config::{DataFormat, Split, TaskConfig};
 pub use error::{Error, Result};
 pub use loader::{EpochBatches, MultiTaskLoader};
 pub use plan::{EpochPlan, PlanConfig, PlannedBatch};
+pub use rng::{SplitMix64, derive_seed};
 pub use sampler::{EpochMode, TaskSampler};
 pub use task_data::{Example, TaskData};
 pub use tokenized::{TaskBatch, TokenizedTask};

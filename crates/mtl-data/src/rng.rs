@@ -14,14 +14,14 @@ pub struct SplitMix64 {
 const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The SplitMix64 output function: a bijective scramble of 64 bits.
-pub fn mix64(mut z: u64) -> u64 {
+pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
 /// A seed for an independent stream, derived from `base` and a path of integers (e.g.
-/// `[task, pass]`): each part is folded in through [`mix64`].
+/// `[task, pass]`): each part is folded in through SplitMix64's output function.
 pub fn derive_seed(base: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(mix64(base), |acc, &part| {
         mix64(acc ^ mix64(part.wrapping_add(GOLDEN_GAMMA)))

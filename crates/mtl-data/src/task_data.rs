@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mtl_assets::LineCounter;
 use serde_json::Value;
 
 use crate::config::{DataFormat, Split, TaskConfig, label_problem};
@@ -348,43 +349,6 @@ fn check_quotes_closed(path: &Path, bytes: &[u8], delimiter: u8) -> Result<()> {
             message: "a quoted field is never closed (a \" without its closing \")".into(),
         }),
         None => Ok(()),
-    }
-}
-
-/// Line numbers (1-based, counted by `\n`) of byte offsets met in increasing order.
-///
-/// The `csv` crate's own line count lags by one after a CRLF (it stops at the `\r` and takes
-/// the `\n` as the start of the next record), so lines are counted here from record offsets,
-/// skipping the line terminator a record's offset may point at.
-struct LineCounter<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-    line: usize,
-}
-
-impl<'a> LineCounter<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            offset: 0,
-            line: 1,
-        }
-    }
-
-    /// The line of the first byte at or after `offset` that is not `\r` or `\n`.
-    fn line_at(&mut self, offset: usize) -> usize {
-        let mut start = offset.min(self.bytes.len());
-        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        if start >= self.offset {
-            self.line += self.bytes[self.offset..start]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            self.offset = start;
-        }
-        self.line
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use mtl_bert::checkpoint::{Checkpoint, collect_tensors, hf_name, write_safetensors};
 use mtl_bert::{BertConfig, BertModel, BertTokenizer, ModelDir, Pooling};
+use mtl_bert::{Checkpoint, collect_tensors, hf_name, write_safetensors};
 use mtl_fs::write_file;
 use serde::Serialize;
 

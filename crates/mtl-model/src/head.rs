@@ -4,7 +4,7 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::tanh;
-use mtl_bert::dropout::{DropoutKey, dropout};
+use mtl_bert::{DropoutKey, dropout};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -12,7 +12,7 @@ use crate::config::HeadKind;
 
 /// Standard deviation of the initial head weights: `initializer_range` of BERT, as
 /// `transformers` initialises `BertForSequenceClassification`'s classifier (biases start at 0).
-pub const INIT_STD: f64 = 0.02;
+pub(crate) const INIT_STD: f64 = 0.02;
 
 /// Pooled sentence vector -> logits. Saved as `heads.<task>.{hidden,output}.{weight,bias}`.
 #[derive(Module, Debug)]

@@ -16,18 +16,34 @@
 //! }
 //! # Ok::<(), mtl_model::Error>(())
 //! ```
+//!
+//! # Public items
+//!
+//! - [`MultiTaskClassifier`]: a saved model loaded from its directory (or built from an encoder
+//!   and an [`MtlConfig`]), its [`Prediction`]s per text and task, and its `save`;
+//!   [`CONFIG_FILE`] is the name of its config in the directory and [`read_saved_config`] reads
+//!   that config alone.
+//! - [`MtlConfig`], [`TaskConfig`], [`HeadKind`]: the saved configuration (tasks, labels,
+//!   heads, pooling).
+//! - [`MultiTaskModel`]: the Burn module (encoder, dropout, one [`ClassificationHead`] per
+//!   task) that training updates.
+//! - [`ModelPart`] and [`trainable_parameters`]: which parts of a model train (freezing).
+//! - [`Error`], [`Result`]: what went wrong, with the file, task or text.
+//! - [`mtl_bert`]: the encoder crate, for its [`Backend`](mtl_bert::Backend) and devices.
 
-pub mod classifier;
-pub mod config;
-pub mod error;
-pub mod freeze;
-pub mod head;
-pub mod model;
+#![warn(unreachable_pub)]
+
+mod classifier;
+mod config;
+mod error;
+mod freeze;
+mod head;
+mod model;
 
 pub use classifier::{CONFIG_FILE, MultiTaskClassifier, Prediction, read_saved_config};
-pub use config::{FORMAT_VERSION, HeadKind, MtlConfig, TaskConfig};
+pub use config::{HeadKind, MtlConfig, TaskConfig};
 pub use error::{Error, Result};
-pub use freeze::{ModelPart, Unfrozen};
+pub use freeze::{ModelPart, Unfrozen, trainable_parameters};
 pub use head::ClassificationHead;
 pub use model::MultiTaskModel;
 pub use mtl_bert;

@@ -2,9 +2,7 @@
 
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
-use mtl_bert::dropout::{DropoutKey, dropout, parts};
-use mtl_bert::pooling::pool;
-use mtl_bert::{BertInput, BertModel, Pooling};
+use mtl_bert::{BertInput, BertModel, DropoutKey, Pooling, dropout, pool};
 
 use crate::config::MtlConfig;
 use crate::head::ClassificationHead;
@@ -71,15 +69,19 @@ impl MultiTaskModel {
     /// Logits of task `task` from pooled vectors: dropout, then the head. `[batch, labels]`.
     ///
     /// In training, dropout's masks come from `key` (the batch's [`BertInput::dropout`]):
-    /// parts [`parts::POOLED`] and [`parts::head`]`(task)`.
+    /// parts [`DropoutKey::POOLED_PART`] and [`DropoutKey::head_part`]`(task)`.
     pub fn head_logits(
         &self,
         pooled: Tensor<2>,
         task: usize,
         key: Option<DropoutKey>,
     ) -> Tensor<2> {
-        let pooled = dropout(&self.dropout, pooled, key.map(|k| k.part(parts::POOLED)));
-        self.heads[task].forward(pooled, key.map(|k| k.part(parts::head(task))))
+        let pooled = dropout(
+            &self.dropout,
+            pooled,
+            key.map(|k| k.part(DropoutKey::POOLED_PART)),
+        );
+        self.heads[task].forward(pooled, key.map(|k| k.part(DropoutKey::head_part(task))))
     }
 
     /// Logits of one task's batch: `[batch, labels]`.

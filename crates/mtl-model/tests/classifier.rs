@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
-use mtl_model::mtl_bert::checkpoint::collect_tensors;
+use mtl_model::mtl_bert::collect_tensors;
 use mtl_model::mtl_bert::{Backend, SentenceEncoder};
 use mtl_model::{Error, HeadKind, ModelPart, MtlConfig, MultiTaskClassifier, TaskConfig};
 

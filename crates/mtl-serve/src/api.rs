@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 /// One text or several.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
-pub enum Input {
+pub(crate) enum Input {
     /// One text.
     One(String),
     /// Several texts.
@@ -16,7 +16,7 @@ pub enum Input {
 
 impl Input {
     /// The texts, in order.
-    pub fn into_texts(self) -> Vec<String> {
+    pub(crate) fn into_texts(self) -> Vec<String> {
         match self {
             Self::One(text) => vec![text],
             Self::Many(texts) => texts,
@@ -27,7 +27,7 @@ impl Input {
 /// How `/v1/embeddings` writes each embedding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum EncodingFormat {
+pub(crate) enum EncodingFormat {
     /// A JSON array of numbers.
     #[default]
     Float,
@@ -38,11 +38,12 @@ pub enum EncodingFormat {
 
 /// `POST /v1/embeddings` (OpenAI).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct EmbeddingsRequest {
+pub(crate) struct EmbeddingsRequest {
     /// The text or texts to embed.
     pub input: Input,
     /// The model name; any name is accepted (this server serves one model).
     #[serde(default)]
+    #[allow(dead_code, reason = "accepted as OpenAI's API has it, never read")]
     pub model: Option<String>,
     /// `float` (default) or `base64`.
     #[serde(default)]
@@ -52,12 +53,13 @@ pub struct EmbeddingsRequest {
     pub dimensions: Option<usize>,
     /// An end-user id (accepted and ignored).
     #[serde(default)]
+    #[allow(dead_code, reason = "accepted as OpenAI's API has it, never read")]
     pub user: Option<String>,
 }
 
 /// One embedding of [`EmbeddingsResponse`].
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct EmbeddingData {
+pub(crate) struct EmbeddingData {
     /// Always `embedding`.
     pub object: String,
     /// The input's position.
@@ -69,7 +71,7 @@ pub struct EmbeddingData {
 /// An embedding as floats or base64.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum EmbeddingValue {
+pub(crate) enum EmbeddingValue {
     /// `encoding_format: float`.
     Float(Vec<f32>),
     /// `encoding_format: base64`.
@@ -78,7 +80,7 @@ pub enum EmbeddingValue {
 
 /// Tokens read, as OpenAI counts them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Tokens of every input (special tokens included, after truncation).
     pub prompt_tokens: usize,
     /// The same.
@@ -87,7 +89,7 @@ pub struct Usage {
 
 /// The answer of `POST /v1/embeddings`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct EmbeddingsResponse {
+pub(crate) struct EmbeddingsResponse {
     /// Always `list`.
     pub object: String,
     /// One embedding per input, in order.
@@ -104,7 +106,7 @@ fn yes() -> bool {
 
 /// `POST /embed` (text-embeddings-inference).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct EmbedRequest {
+pub(crate) struct EmbedRequest {
     /// The text or texts to embed.
     pub inputs: Input,
     /// L2-normalise the embeddings. Default: true.
@@ -118,14 +120,14 @@ pub struct EmbedRequest {
 
 /// `POST /similarity`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct SimilarityRequest {
+pub(crate) struct SimilarityRequest {
     /// The texts to compare (at least one).
     pub inputs: Vec<String>,
 }
 
 /// `POST /predict`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct PredictRequest {
+pub(crate) struct PredictRequest {
     /// The text or texts to classify.
     pub inputs: Input,
     /// Only these tasks, in this order. Default: every task of the model.
@@ -135,7 +137,7 @@ pub struct PredictRequest {
 
 /// A label's probability.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct LabelProbability {
+pub(crate) struct LabelProbability {
     /// The label.
     pub label: String,
     /// Its probability (softmax of the head's logits).
@@ -144,7 +146,7 @@ pub struct LabelProbability {
 
 /// One task's prediction for one input.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TaskPrediction {
+pub(crate) struct TaskPrediction {
     /// The task.
     pub task: String,
     /// The most probable label.
@@ -157,7 +159,7 @@ pub struct TaskPrediction {
 
 /// A task of the served model.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TaskInfo {
+pub(crate) struct TaskInfo {
     /// The task's name.
     pub name: String,
     /// Its labels, in the head's order.
@@ -166,7 +168,7 @@ pub struct TaskInfo {
 
 /// `GET /info`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Info {
+pub(crate) struct Info {
     /// The served model's name.
     pub model: String,
     /// The embedding width.
@@ -197,7 +199,7 @@ pub struct Info {
 
 /// `GET /health` when ready.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Health {
+pub(crate) struct Health {
     /// `ok`.
     pub status: String,
 }

@@ -6,7 +6,7 @@
 //! `GET /health`, `GET /info`, `GET /metrics` (Prometheus), `GET /openapi.json`. Errors are
 //! `{"error": {"message", "type"}}` as in the OpenAI API.
 //!
-//! The model runs on one thread of its own ([`worker`]) that batches the texts of concurrent
+//! The model runs on one thread of its own that batches the texts of concurrent
 //! requests together (up to [`Limits::max_batch_tokens`] padded tokens, longest first); the
 //! async threads only parse, check and tokenize. At most
 //! [`Limits::max_concurrent_requests`] model requests are in flight; more are answered 429 at
@@ -20,12 +20,22 @@
 //! mtl_serve::serve(config, listener, mtl_serve::shutdown_signal()).await
 //! # }
 //! ```
+//!
+//! # Public items
+//!
+//! - [`serve`]: serves a [`ServeConfig`] (model directory, device, [`Limits`], API key) on a
+//!   listener until a shutdown future completes; [`shutdown_signal`] is the usual one.
+//! - [`Error`]: why the server did not start or stopped.
+//!
+//! The request and response bodies are documented by the server itself: `GET /openapi.json`.
 
-pub mod api;
-pub mod error;
-pub mod metrics;
-pub mod routes;
-pub mod worker;
+#![warn(unreachable_pub)]
+
+mod api;
+mod error;
+mod metrics;
+mod routes;
+mod worker;
 
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
@@ -35,8 +45,7 @@ use mtl_bert::burn::prelude::Device;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-pub use error::{ApiError, Error};
-pub use routes::ApiDoc;
+pub use error::Error;
 
 /// What the server accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 
 /// A request's route (the matched path) and response status.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// The route, e.g. `/v1/embeddings`.
     pub route: String,
     /// The HTTP status code.
@@ -18,13 +18,13 @@ pub struct RequestLabels {
 
 /// A route.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
+pub(crate) struct RouteLabels {
     /// The route, e.g. `/v1/embeddings`.
     pub route: String,
 }
 
 /// Every metric the server keeps, and their registry.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// `mtl_requests_total{route, status}`.
     pub requests: Family<RequestLabels, Counter>,
@@ -47,7 +47,7 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// Fresh metrics, registered under the `mtl_` prefix.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("mtl");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
@@ -91,7 +91,7 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use mtl_bert::similarity::{cosine_matrix, l2_normalize_row};
 use mtl_bert::{BertTokenizer, Encoding};
+use mtl_bert::{cosine_matrix, l2_normalize_row};
 use tokio::sync::{Semaphore, oneshot};
 use utoipa::OpenApi;
 
@@ -85,7 +85,7 @@ impl Shared {
     ),
     components(schemas(ErrorBody))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// Every route with its middleware.
 pub(crate) fn router(state: AppState) -> Router {

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 
 /// What the model thread knows once the model is loaded.
 #[derive(Debug, Clone)]
-pub struct ModelInfo {
+pub(crate) struct ModelInfo {
     /// The embedding width.
     pub dim: usize,
     /// The pooling of the embeddings.
@@ -43,13 +43,13 @@ pub struct ModelInfo {
 }
 
 /// Where a request's embeddings go, in its texts' order (or why there are none).
-pub type EmbedReply = oneshot::Sender<Result<Vec<Vec<f32>>, String>>;
+pub(crate) type EmbedReply = oneshot::Sender<Result<Vec<Vec<f32>>, String>>;
 
 /// Where a request's predictions go: per text, per task in the model's order.
-pub type PredictReply = oneshot::Sender<Result<Vec<Vec<Prediction>>, String>>;
+pub(crate) type PredictReply = oneshot::Sender<Result<Vec<Vec<Prediction>>, String>>;
 
 /// One request's work.
-pub enum Job {
+pub(crate) enum Job {
     /// Embed these tokenized texts (not normalised).
     Embed {
         /// The texts' tokenizations.
@@ -68,7 +68,7 @@ pub enum Job {
 
 /// The handle requests use to reach the model thread.
 #[derive(Clone)]
-pub struct Worker {
+pub(crate) struct Worker {
     jobs: mpsc::Sender<Job>,
     metrics: Arc<Metrics>,
 }
@@ -83,7 +83,7 @@ impl Worker {
     /// Starts the model thread: it loads the model in `dir` on `device` (and, when the
     /// directory holds a multi-task model, its heads), sends its [`ModelInfo`] (or the load
     /// error) to `ready`, then serves jobs until every [`Worker`] handle is dropped.
-    pub fn start(
+    pub(crate) fn start(
         dir: PathBuf,
         device: Device,
         max_batch_tokens: usize,
@@ -109,7 +109,7 @@ impl Worker {
     }
 
     /// Queues a job; `false` when the model thread has stopped.
-    pub fn submit(&self, job: Job) -> bool {
+    pub(crate) fn submit(&self, job: Job) -> bool {
         self.metrics.queue_depth.inc();
         let sent = self.jobs.send(job).is_ok();
         if !sent {

@@ -376,7 +376,7 @@ fn base64_dimensions_and_similarity() {
     let encoder = SentenceEncoder::load(tiny_dir(), &device()).unwrap();
     let embeddings = expected(&encoder, &texts, false);
     let vectors: Vec<&[f32]> = embeddings.iter().map(Vec::as_slice).collect();
-    let cosines = mtl_bert::similarity::cosine_matrix(&vectors);
+    let cosines = mtl_bert::cosine_matrix(&vectors);
     assert_eq!(matrix.len(), texts.len());
     assert_rows_close(&matrix, &cosines);
     assert!(

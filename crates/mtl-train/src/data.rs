@@ -22,8 +22,7 @@ pub(crate) fn resolve_model(model: &str, revision: Option<&str>) -> Result<PathB
 /// fields and labels (given, the named data set's, or the sorted distinct labels of the
 /// training file).
 pub(crate) fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
-    let named =
-        mtl_assets::datasets::dataset(&spec.data).filter(|_| !Path::new(&spec.data).exists());
+    let named = mtl_assets::dataset(&spec.data).filter(|_| !Path::new(&spec.data).exists());
     let path = match named {
         Some(dataset) => mtl_assets::prepare_dataset(
             dataset.name,
@@ -129,7 +128,7 @@ impl RunData {
                 None => {
                     let data = train_data.hold_out(
                         HELD_OUT_SHARE,
-                        mtl_data::rng::derive_seed(seed, &[5, index as u64]),
+                        mtl_data::derive_seed(seed, &[5, index as u64]),
                     )?;
                     held_out.push((task.name.clone(), data.len()));
                     data

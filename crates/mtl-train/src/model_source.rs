@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use hf_hub::{Cache, Repo, RepoType};
-use mtl_bert::model_dir::{ModuleEntry, is_plain_relative, pooling_module_dir};
+use mtl_bert::{ModuleEntry, is_plain_relative, pooling_module_dir};
 
 /// The revision a hub id without `--revision` resolves to.
 pub const DEFAULT_REVISION: &str = "main";
@@ -302,7 +302,7 @@ impl BlobHash {
                 }
                 Ok(hasher.digest().to_string())
             }
-            Self::Sha256(_) => Ok(mtl_assets::digest::sha256_file(path)?),
+            Self::Sha256(_) => Ok(mtl_assets::sha256_file(path)?),
         }
     }
 }

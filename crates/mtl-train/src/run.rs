@@ -8,12 +8,11 @@ use burn::module::Module;
 use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
-use mtl_bert::backend::row_groups;
+use mtl_bert::row_groups;
 use mtl_bert::{BertInput, DropoutKey};
-use mtl_data::rng::derive_seed;
+use mtl_data::derive_seed;
 use mtl_data::{MultiTaskLoader, Split, TaskBatch};
-use mtl_model::freeze::trainable_parameters;
-use mtl_model::{ModelPart, MultiTaskClassifier, MultiTaskModel, Unfrozen};
+use mtl_model::{ModelPart, MultiTaskClassifier, MultiTaskModel, Unfrozen, trainable_parameters};
 
 use crate::cache::EmbeddingCache;
 use crate::checkpoint::{self, Best, TrainState};

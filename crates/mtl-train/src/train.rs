@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
-use mtl_bert::checkpoint::{collect_tensors, write_safetensors};
+use mtl_bert::{collect_tensors, write_safetensors};
 use mtl_data::MultiTaskLoader;
-use mtl_model::freeze::trainable_parameters;
+use mtl_model::trainable_parameters;
 use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier};
 use serde::Serialize;
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Serialize;
 
-use mtl_bert::similarity::cosine_matrix;
+use mtl_bert::cosine_matrix;
 
 use crate::embed::{ignore_broken_pipe, text_error};
 use crate::encoder_args::EncoderArgs;

@@ -158,7 +158,7 @@ fn respond(
     };
     let lfs = file.ends_with(".safetensors");
     let mut etag = if lfs {
-        format!("\"{}\"", mtl_assets::digest::sha256_bytes(&bytes))
+        format!("\"{}\"", mtl_assets::sha256_bytes(&bytes))
     } else {
         format!("\"{}\"", git_blob_sha1(&bytes))
     };
@@ -491,8 +491,7 @@ impl Sandbox {
                 let bytes = std::fs::read(&path).unwrap();
                 let name = path.file_name().unwrap().to_str().unwrap().to_owned();
                 assert!(
-                    name == git_blob_sha1(&bytes)
-                        || name == mtl_assets::digest::sha256_bytes(&bytes),
+                    name == git_blob_sha1(&bytes) || name == mtl_assets::sha256_bytes(&bytes),
                     "blob {} does not hold what its name says",
                     path.display()
                 );

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use common::{assert_fails_with, assert_succeeded, max_abs_diff, mtl, tiny_dir};
 use mtl_bert::Backend;
-use mtl_bert::checkpoint::collect_tensors;
-use mtl_data::rng::SplitMix64;
+use mtl_bert::collect_tensors;
+use mtl_data::SplitMix64;
 use mtl_model::MultiTaskClassifier;
 
 /// A directory of train/valid JSONL splits whose label is signalled by cue words.

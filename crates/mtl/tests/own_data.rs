@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::{assert_fails_with, mtl, tiny_dir};
-use mtl_data::rng::SplitMix64;
+use mtl_data::SplitMix64;
 
 /// `n` rows `(text, label)` whose label is signalled by a cue word.
 fn rows(n: usize, seed: u64) -> Vec<(String, &'static str)> {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use common::{mtl, tiny_dir};
 use mtl_bert::Backend;
-use mtl_bert::checkpoint::collect_tensors;
-use mtl_data::rng::SplitMix64;
+use mtl_bert::collect_tensors;
+use mtl_data::SplitMix64;
 use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
 use tasks::data;
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 
 /// The whole manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The seed of the split (see [`super::split::split_key`]).
     pub split_seed: u64,
     /// One entry per data set, by name.
@@ -59,7 +59,7 @@ impl Counts {
 
 impl Manifest {
     /// Reads a manifest file.
-    pub fn read(path: &Path) -> Result<Self> {
+    pub(crate) fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::Manifest {
             path: path.to_path_buf(),
@@ -68,7 +68,7 @@ impl Manifest {
     }
 
     /// Writes the manifest (pretty JSON, keys sorted, final newline) atomically.
-    pub fn write(&self, path: &Path) -> Result<()> {
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
         let mut text = serde_json::to_string_pretty(self).expect("a manifest serialises");
         text.push('\n');
         mtl_fs::write_file(path, text.as_bytes()).map_err(|e| Error::io(path, e))

@@ -2,16 +2,16 @@
 //! `<datasets>/<name>/{train,valid,test}.jsonl`, one `{"id":..,"text":..,"label":..}` per line
 //! (the label by name).
 //!
-//! The pipeline, for each data set: fetch the package ([`Package::fetch`], sha256-checked);
-//! read its source file(s) ([`SourceFormat`]), dropping and counting rows with invalid UTF-8;
-//! remove exact-duplicate texts, keeping the first ([`split::dedup`]); split 80/10/10 within
-//! each label by a seeded sha256 order ([`split::split`]); write the files into a temporary
+//! The pipeline, for each data set: fetch the package (`Package::fetch`, sha256-checked);
+//! read its source file(s) (`SourceFormat`), dropping and counting rows with invalid UTF-8;
+//! remove exact-duplicate texts, keeping the first (`split::dedup`); split 80/10/10 within
+//! each label by a seeded sha256 order (`split::split`); write the files into a temporary
 //! directory, check their sha256 against `manifest.json`, and rename the directory into place.
 //! A data set whose files already match the manifest is left alone.
 
-pub mod manifest;
-pub mod sources;
-pub mod split;
+pub(crate) mod manifest;
+pub(crate) mod sources;
+pub(crate) mod split;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,12 +22,13 @@ use crate::archive::read_members;
 use crate::digest::{sha256_bytes, sha256_file};
 use crate::error::{Error, Result};
 use crate::package::{Package, Registry};
-pub use manifest::{Counts, DatasetEntry, Manifest};
-pub use sources::{Example, SourceFormat};
-pub use split::SPLITS;
+pub(crate) use manifest::Manifest;
+pub use manifest::{Counts, DatasetEntry};
+pub(crate) use sources::SourceFormat;
+pub(crate) use split::SPLITS;
 
 /// The seed of every data set's split.
-pub const SPLIT_SEED: u64 = 42;
+pub(crate) const SPLIT_SEED: u64 = 42;
 
 /// A data set carried inside a package.
 #[derive(Debug, Clone, Copy)]
@@ -35,17 +36,17 @@ pub struct DatasetAsset {
     /// The directory name under the datasets directory.
     pub name: &'static str,
     /// The package that carries the source.
-    pub package: Package,
+    pub(crate) package: Package,
     /// The source file, or directory (ending in `/`), inside the package.
-    pub member: &'static str,
+    pub(crate) member: &'static str,
     /// How the source is read.
-    pub format: SourceFormat,
+    pub(crate) format: SourceFormat,
     /// The labels in canonical order.
     pub labels: &'static [&'static str],
 }
 
 /// Task A, topic: BBC News (Greene & Cunningham, ICML 2006), headline and first paragraph.
-pub const BBC: DatasetAsset = DatasetAsset {
+pub(crate) const BBC: DatasetAsset = DatasetAsset {
     name: "bbc",
     package: Package {
         registry: Registry::Python,
@@ -59,7 +60,7 @@ pub const BBC: DatasetAsset = DatasetAsset {
 };
 
 /// Task B, 3-class sentiment: CrowdFlower "Data for Everyone" tweets.
-pub const TWEETS: DatasetAsset = DatasetAsset {
+pub(crate) const TWEETS: DatasetAsset = DatasetAsset {
     name: "tweets",
     package: Package {
         registry: Registry::Python,
@@ -73,7 +74,7 @@ pub const TWEETS: DatasetAsset = DatasetAsset {
 };
 
 /// 2-class sentiment: Pang & Lee sentence polarity v1.0 (movie review snippets).
-pub const POLARITY: DatasetAsset = DatasetAsset {
+pub(crate) const POLARITY: DatasetAsset = DatasetAsset {
     name: "polarity",
     package: Package {
         registry: Registry::Python,
@@ -87,7 +88,7 @@ pub const POLARITY: DatasetAsset = DatasetAsset {
 };
 
 /// 2-class sentiment, out of domain: UCI Sentiment Labelled Sentences, Amazon part.
-pub const AMAZON: DatasetAsset = DatasetAsset {
+pub(crate) const AMAZON: DatasetAsset = DatasetAsset {
     name: "amazon",
     package: Package {
         registry: Registry::Npm,
@@ -101,7 +102,7 @@ pub const AMAZON: DatasetAsset = DatasetAsset {
 };
 
 /// Every data set.
-pub const DATASETS: [DatasetAsset; 4] = [BBC, TWEETS, POLARITY, AMAZON];
+pub(crate) const DATASETS: [DatasetAsset; 4] = [BBC, TWEETS, POLARITY, AMAZON];
 
 /// The data set named `name`.
 pub fn dataset(name: &str) -> Option<DatasetAsset> {
@@ -110,7 +111,7 @@ pub fn dataset(name: &str) -> Option<DatasetAsset> {
 
 /// The committed `datasets/manifest.json`, compiled in so that a program built from this
 /// checkout verifies what it extracts wherever it runs.
-pub const EMBEDDED_MANIFEST: &str = include_str!("../../../../datasets/manifest.json");
+pub(crate) const EMBEDDED_MANIFEST: &str = include_str!("../../../../datasets/manifest.json");
 
 /// The directory data sets are extracted to: `$MTL_DATASETS_DIR` (cargo sets it to the
 /// checkout's `datasets/` for `cargo run`, `cargo test` and `cargo xtask`), else `datasets` in
@@ -301,8 +302,9 @@ fn files_match(dir: &Path, entry: &DatasetEntry) -> Result<bool> {
 }
 
 /// Checks that `dir` holds exactly the files of `entry`: the first mismatch is an error naming
-/// the file.
-pub fn verify_dir(dir: &Path, entry: &DatasetEntry) -> Result<()> {
+/// the file. Only the tests call it.
+#[cfg(test)]
+pub(crate) fn verify_dir(dir: &Path, entry: &DatasetEntry) -> Result<()> {
     for (file, digest) in &entry.files {
         let path = dir.join(file);
         let found = if path.is_file() {

@@ -5,12 +5,13 @@
 //! re-encoded. A row (or a BBC article file) whose bytes are not valid UTF-8 is dropped and
 //! counted; any other surprise in the format is an error, never a silent skip.
 
+use crate::LineCounter;
 use crate::archive::Member;
 use crate::error::{Error, Result};
 
 /// The source formats of the data sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceFormat {
+pub(crate) enum SourceFormat {
     /// BBC News: one article per file, `<dir>/<label>/NNN.txt`. Line 1 is the headline, line 2
     /// is blank, line 3 is the first paragraph (then more paragraphs, not used).
     ///
@@ -39,7 +40,7 @@ pub enum SourceFormat {
 
 /// One labelled example as extracted from a source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Example {
+pub(crate) struct Example {
     /// A stable id naming the example's place in the source.
     pub id: String,
     /// The text, as built by the source's reader.
@@ -50,7 +51,7 @@ pub struct Example {
 
 /// What a reader got out of a source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extracted {
+pub(crate) struct Extracted {
     /// The examples, in source order.
     pub examples: Vec<Example>,
     /// Rows (or article files) read, dropped ones included.
@@ -62,7 +63,7 @@ pub struct Extracted {
 impl SourceFormat {
     /// Reads `members` (the files under the data set's member path, sorted by path) into
     /// examples labelled from `labels`, with ids prefixed by `name`.
-    pub fn read(
+    pub(crate) fn read(
         self,
         name: &str,
         members: &[Member],
@@ -116,7 +117,7 @@ fn label_named(
 }
 
 /// Joins a BBC headline and first paragraph (see [`SourceFormat::BbcArticles`]).
-pub fn join_headline(headline: &str, paragraph: &str) -> String {
+pub(crate) fn join_headline(headline: &str, paragraph: &str) -> String {
     let ends_sentence = headline
         .trim_end_matches(['\'', '"'])
         .ends_with(['.', '!', '?']);
@@ -198,43 +199,6 @@ fn read_csv_records(
         }
     }
     Ok(headers)
-}
-
-/// Line numbers (1-based, counted by `\n`) of byte offsets met in increasing order.
-///
-/// The `csv` crate's own line count lags by one after a CRLF (it stops at the `\r` and takes
-/// the `\n` as the start of the next record), so lines are counted here from record offsets,
-/// skipping the line terminator a record's offset may point at.
-struct LineCounter<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-    line: usize,
-}
-
-impl<'a> LineCounter<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            offset: 0,
-            line: 1,
-        }
-    }
-
-    /// The line of the first byte at or after `offset` that is not `\r` or `\n`.
-    fn line_at(&mut self, offset: usize) -> usize {
-        let mut start = offset.min(self.bytes.len());
-        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        if start >= self.offset {
-            self.line += self.bytes[self.offset..start]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            self.offset = start;
-        }
-        self.line
-    }
 }
 
 fn utf8_fields(record: &csv::ByteRecord) -> Option<Vec<&str>> {

@@ -7,11 +7,11 @@ use sha2::{Digest, Sha256};
 use super::sources::Example;
 
 /// The three splits and their shares: train 80 %, valid 10 %, test 10 % of each label.
-pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
+pub(crate) const SPLITS: [&str; 3] = ["train", "valid", "test"];
 
 /// What [`dedup`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Duplicates {
+pub(crate) struct Duplicates {
     /// Examples removed because an earlier example has exactly the same text.
     pub removed: usize,
     /// Of those, the ones whose label differs from the kept example's.
@@ -21,7 +21,7 @@ pub struct Duplicates {
 /// Keeps the first example of each distinct text (exact string equality) in source order, so
 /// no text can land in two splits. A later duplicate is dropped whatever its label; a
 /// different label is counted as a conflict.
-pub fn dedup(examples: Vec<Example>) -> (Vec<Example>, Duplicates) {
+pub(crate) fn dedup(examples: Vec<Example>) -> (Vec<Example>, Duplicates) {
     let mut first_label: HashMap<String, &'static str> = HashMap::new();
     let mut counts = Duplicates::default();
     let mut kept = Vec::with_capacity(examples.len());
@@ -41,7 +41,7 @@ pub fn dedup(examples: Vec<Example>) -> (Vec<Example>, Duplicates) {
 
 /// The sort key of an example in the split: `sha256(seed as 8 little-endian bytes ‖ id)`.
 /// Independent of any random number generator's version.
-pub fn split_key(seed: u64, id: &str) -> [u8; 32] {
+pub(crate) fn split_key(seed: u64, id: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(seed.to_le_bytes());
     hasher.update(id.as_bytes());
@@ -51,7 +51,7 @@ pub fn split_key(seed: u64, id: &str) -> [u8; 32] {
 /// Splits `examples` 80/10/10 within each label: a label's `n` examples are ordered by
 /// [`split_key`]; the first `n - 2 * round(n / 10)` go to train, the next `round(n / 10)` to
 /// valid, the rest to test (`round` halves up). Each split keeps source order.
-pub fn split(examples: Vec<Example>, seed: u64) -> [Vec<Example>; 3] {
+pub(crate) fn split(examples: Vec<Example>, seed: u64) -> [Vec<Example>; 3] {
     let mut by_label: HashMap<&'static str, Vec<usize>> = HashMap::new();
     for (i, example) in examples.iter().enumerate() {
         by_label.entry(example.label).or_default().push(i);

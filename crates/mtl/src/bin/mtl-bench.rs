@@ -11,7 +11,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use clap::{Parser, ValueEnum};
 use mtl::backend::BackendArgs;
-use mtl_bert::backend::row_groups;
+use mtl_bert::row_groups;
 use mtl_bert::{BertInput, DropoutKey, EncodeOptions, SentenceEncoder};
 use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, TaskConfig};
 use mtl_train::TrainConfig;
