@@ -2,13 +2,14 @@
 //! (`train`), evaluation (`eval`), prediction (`predict`) and serving (`serve`). The binary is `src/main.rs`; the
 //! commands live here so tests can call them. This crate holds flags, terminal output, plots
 //! and file formats; the work is done by the libraries (`mtl-bert`, `mtl-model`, `mtl-data`,
-//! `mtl-train`).
+//! `mtl-train`, `mtl-hub`).
 
 pub mod backend;
 pub mod embed;
 pub mod embedding_output;
 pub mod encoder_args;
 pub mod eval;
+pub mod model_arg;
 pub mod plot;
 pub mod predict;
 pub mod progress;

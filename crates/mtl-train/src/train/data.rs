@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use mtl_bert::BertTokenizer;
 use mtl_data::{Split, TaskData, TokenizedTask};
+use mtl_hub::ModelSource;
 
-use crate::model_source::ModelSource;
 use crate::train::config::TaskSpec;
 
 /// The pretrained model's directory: `default` (all-MiniLM-L6-v2, fetched into the cache on
@@ -15,7 +15,7 @@ use crate::train::config::TaskSpec;
 /// hub cache), resolved as every `mtl` command resolves `--model` ([`ModelSource`]).
 pub fn resolve_model(model: &str, revision: Option<&str>) -> Result<PathBuf> {
     let model = (model != "default").then_some(model);
-    ModelSource::parse(model, revision)?.resolve()
+    Ok(ModelSource::parse(model, revision)?.resolve()?)
 }
 
 /// The data task of a spec: its path (a named data set is fetched and extracted on first use),
