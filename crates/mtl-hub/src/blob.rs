@@ -2,7 +2,7 @@
 //! take that name, resumed from `blobs/HASH.incomplete` after an interruption, capped in size.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::client::HubClient;
@@ -112,7 +112,9 @@ pub(crate) fn incomplete_path(blobs: &Path, hash: &BlobHash) -> PathBuf {
 /// download left one; started over when the server answers 200), and are renamed to
 /// `blobs/HASH` only once the whole file hashes to `HASH`. A file larger than `max_bytes` is
 /// refused (before the download when the server says its size). When the connection breaks,
-/// the partial file is kept to resume from; on any other failure it is removed.
+/// the partial file is kept to resume from; on any other failure it is removed. The partial
+/// file is locked while this process writes it: a second process waits, then finds the blob
+/// done (or the partial file to continue).
 pub(crate) fn fetch_blob(
     client: &HubClient,
     mut source: BlobSource,
@@ -130,145 +132,202 @@ pub(crate) fn fetch_blob(
     }
     let partial = incomplete_path(blobs, file.hash);
     // Only a regular file of ours is continued; anything else in its place is removed.
-    let mut offset = match partial.symlink_metadata() {
-        Ok(meta) if meta.is_file() => meta.len(),
+    match partial.symlink_metadata() {
         Ok(meta) if meta.is_dir() => {
-            std::fs::remove_dir_all(&partial).map_err(Error::io("removing", &partial))?;
-            0
+            std::fs::remove_dir_all(&partial).map_err(Error::io("removing", &partial))?
         }
-        Ok(_) => {
-            std::fs::remove_file(&partial).map_err(Error::io("removing", &partial))?;
-            0
+        Ok(meta) if !meta.is_file() => {
+            std::fs::remove_file(&partial).map_err(Error::io("removing", &partial))?
         }
-        Err(_) => 0,
-    };
-    if offset > max_bytes {
-        offset = 0;
+        _ => {}
     }
-    let response = if offset > 0 {
-        observer(Event::Resuming {
-            file: file.name,
-            from: offset,
-        });
-        source.body = None;
-        match client.get(&source.url, source.storage, Some(offset)) {
-            Ok(response) => response,
-            // The partial file is as long as the file or longer: start over.
-            Err(e) if matches!(*e, ureq::Error::Status(416, _)) => {
-                offset = 0;
-                client
-                    .get(&source.url, source.storage, None)
-                    .map_err(|e| client.storage_error(*e, file.url))?
-            }
-            Err(e) => return Err(client.storage_error(*e, file.url)),
-        }
-    } else {
-        match source.body.take() {
-            Some(body) => body,
-            None => client
-                .get(&source.url, source.storage, None)
-                .map_err(|e| client.storage_error(*e, file.url))?,
-        }
-    };
-    let length = response
-        .header("Content-Length")
-        .and_then(|n| n.trim().parse::<u64>().ok());
-    let total = if offset > 0 && response.status() == 206 {
-        let range = response.header("Content-Range").unwrap_or("").to_owned();
-        if !range.starts_with(&format!("bytes {offset}-")) {
-            return Err(Error::BadRange {
-                url: file.url.to_owned(),
-                from: offset,
-                content_range: range,
-            });
-        }
-        range
-            .rsplit_once('/')
-            .and_then(|(_, total)| total.parse::<u64>().ok())
-            .or(length.map(|n| n + offset))
-    } else {
-        // A 200: the whole file, from the start.
-        offset = 0;
-        length
-    };
-    if let Some(size) = total.filter(|&size| size > max_bytes) {
-        remove_partial(&partial);
-        return Err(Error::TooLarge {
-            url: file.url.to_owned(),
-            size: Some(size),
-            max: max_bytes,
-        });
-    }
-    let mut out = if offset > 0 {
-        OpenOptions::new().append(true).open(&partial)
-    } else {
-        File::create(&partial)
-    }
-    .map_err(Error::io("writing", &partial))?;
-    let received = copy_capped(
-        response.into_reader(),
-        &mut out,
-        offset,
-        max_bytes,
-        |bytes| {
-            observer(Event::Progress {
-                file: file.name,
-                bytes,
-                total,
-            })
-        },
-    );
-    let bytes = match received {
-        Ok(bytes) => bytes,
-        Err(CopyError::Read(source, bytes)) => {
-            return Err(Error::Interrupted {
-                url: file.url.to_owned(),
-                bytes,
-                source,
-            });
-        }
-        Err(CopyError::Write(source)) => {
+    let mut out = lock_partial(&partial)?;
+    // An error before any byte arrived leaves no empty partial file behind.
+    let download = || -> Result<PathBuf> {
+        // Another process may have finished the blob while this one waited for the lock.
+        if blob.symlink_metadata().is_ok_and(|m| m.is_file())
+            && file.hash.of_file(&blob).ok().as_deref() == Some(file.hash.hex())
+        {
             remove_partial(&partial);
-            return Err(Error::Io {
-                action: "writing",
-                path: partial,
-                source,
+            return Ok(blob);
+        }
+        let mut offset = out
+            .metadata()
+            .map_err(Error::io("reading", &partial))?
+            .len();
+        if offset > max_bytes {
+            offset = 0;
+        }
+        let response = if offset > 0 {
+            observer(Event::Resuming {
+                file: file.name,
+                from: offset,
+            });
+            source.body = None;
+            match client.get(&source.url, source.storage, Some(offset)) {
+                Ok(response) => response,
+                // The partial file is as long as the file or longer: start over.
+                Err(e) if matches!(*e, ureq::Error::Status(416, _)) => {
+                    offset = 0;
+                    client
+                        .get(&source.url, source.storage, None)
+                        .map_err(|e| client.storage_error(*e, file.url))?
+                }
+                Err(e) => return Err(client.storage_error(*e, file.url)),
+            }
+        } else {
+            match source.body.take() {
+                Some(body) => body,
+                None => client
+                    .get(&source.url, source.storage, None)
+                    .map_err(|e| client.storage_error(*e, file.url))?,
+            }
+        };
+        let length = response
+            .header("Content-Length")
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        let total = if offset > 0 && response.status() == 206 {
+            let range = response.header("Content-Range").unwrap_or("").to_owned();
+            if !range.starts_with(&format!("bytes {offset}-")) {
+                return Err(Error::BadRange {
+                    url: file.url.to_owned(),
+                    from: offset,
+                    content_range: range,
+                });
+            }
+            range
+                .rsplit_once('/')
+                .and_then(|(_, total)| total.parse::<u64>().ok())
+                .or(length.map(|n| n + offset))
+        } else {
+            // A 200: the whole file, from the start.
+            offset = 0;
+            length
+        };
+        if let Some(size) = total.filter(|&size| size > max_bytes) {
+            remove_partial(&partial);
+            return Err(Error::TooLarge {
+                url: file.url.to_owned(),
+                size: Some(size),
+                max: max_bytes,
             });
         }
-    };
-    if bytes > max_bytes {
-        remove_partial(&partial);
-        return Err(Error::TooLarge {
-            url: file.url.to_owned(),
-            size: None,
-            max: max_bytes,
-        });
-    }
-    out.flush()
-        .and_then(|()| out.sync_all())
+        if offset > 0 {
+            out.seek(SeekFrom::End(0)).map(drop)
+        } else {
+            out.set_len(0).and_then(|()| out.rewind())
+        }
         .map_err(Error::io("writing", &partial))?;
-    drop(out);
-    let found = file
-        .hash
-        .of_file(&partial)
-        .map_err(Error::io("reading", &partial))?;
-    if found != file.hash.hex() {
+        let received = copy_capped(
+            response.into_reader(),
+            &mut out,
+            offset,
+            max_bytes,
+            |bytes| {
+                observer(Event::Progress {
+                    file: file.name,
+                    bytes,
+                    total,
+                })
+            },
+        );
+        let bytes = match received {
+            Ok(bytes) => bytes,
+            Err(CopyError::Read(source, bytes)) => {
+                return Err(Error::Interrupted {
+                    url: file.url.to_owned(),
+                    bytes,
+                    source,
+                });
+            }
+            Err(CopyError::Write(source)) => {
+                remove_partial(&partial);
+                return Err(Error::Io {
+                    action: "writing",
+                    path: partial.clone(),
+                    source,
+                });
+            }
+        };
+        if bytes > max_bytes {
+            remove_partial(&partial);
+            return Err(Error::TooLarge {
+                url: file.url.to_owned(),
+                size: None,
+                max: max_bytes,
+            });
+        }
+        out.flush()
+            .and_then(|()| out.sync_all())
+            .map_err(Error::io("writing", &partial))?;
+        let found = file
+            .hash
+            .of_file(&partial)
+            .map_err(Error::io("reading", &partial))?;
+        if found != file.hash.hex() {
+            remove_partial(&partial);
+            return Err(Error::HashMismatch {
+                url: file.url.to_owned(),
+                kind: file.hash.kind(),
+                found,
+                expected: file.hash.hex().to_owned(),
+            });
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))
+                .map_err(Error::io("setting the mode of", &partial))?;
+        }
+        std::fs::rename(&partial, &blob).map_err(Error::io("moving the download to", &blob))?;
+        Ok(blob)
+    };
+    let result = download();
+    if result.is_err() && partial.metadata().is_ok_and(|m| m.len() == 0) {
         remove_partial(&partial);
-        return Err(Error::HashMismatch {
-            url: file.url.to_owned(),
-            kind: file.hash.kind(),
-            found,
-            expected: file.hash.hex().to_owned(),
-        });
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))
-            .map_err(Error::io("setting the mode of", &partial))?;
+    result
+}
+
+/// Opens (creating it if missing) and locks `partial` for this process alone: two processes
+/// fetching the same file take turns, the second finding the blob done or the partial file as
+/// the first left it.
+fn lock_partial(partial: &Path) -> Result<File> {
+    for _ in 0..10 {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(partial)
+            .map_err(Error::io("opening", partial))?;
+        file.lock().map_err(Error::io("locking", partial))?;
+        // The process that held the lock may have renamed or removed the file meanwhile.
+        if same_file(&file, partial) {
+            return Ok(file);
+        }
     }
-    std::fs::rename(&partial, &blob).map_err(Error::io("moving the download to", &blob))?;
-    Ok(blob)
+    Err(Error::Io {
+        action: "locking",
+        path: partial.to_path_buf(),
+        source: std::io::Error::other("the file was replaced ten times while waiting for it"),
+    })
+}
+
+/// Whether `file` is the file at `path` still.
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), path.symlink_metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Whether `file` is the file at `path` still (where it cannot be told: yes).
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> bool {
+    true
 }
 
 /// Removes a partial download that must not be resumed (best effort: it is only ever ours).

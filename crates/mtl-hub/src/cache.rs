@@ -57,8 +57,10 @@ pub(crate) fn link_blob(blob: &Path, pointer: &Path, hash: &str, name: &str) -> 
     if let Err(e) = std::fs::create_dir_all(parent) {
         return Err(failed(e));
     }
+    // Another process may remove the same link meanwhile.
     if pointer.symlink_metadata().is_ok()
         && let Err(e) = std::fs::remove_file(pointer)
+        && e.kind() != std::io::ErrorKind::NotFound
     {
         return Err(failed(e));
     }

@@ -11,7 +11,8 @@
 //!   checked before they name anything (the etag must be a git blob sha1 or a sha256, the
 //!   commit a sha1, the revision a plain name); the bytes must hash to the etag before they are
 //!   renamed into `blobs/`; an interrupted download resumes from `blobs/HASH.incomplete`
-//!   (a `Range` request; a 200 answer starts over); files larger than a cap are refused.
+//!   (a `Range` request; a 200 answer starts over), which is locked while it is written, so
+//!   processes fetching the same file take turns; files larger than a cap are refused.
 //! - [`HubOptions`]: the endpoint, cache, token, offline flag and size cap, defaulting from
 //!   `HF_ENDPOINT`, `HF_HUB_CACHE` / `HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE` and
 //!   `MTL_HUB_MAX_FILE_BYTES` as `huggingface_hub` reads them.

@@ -361,3 +361,23 @@ fn hf_hub_cache_wins_over_hf_home_and_the_token_goes_to_the_hub() {
         .unwrap();
     assert_eq!(config.authorization.as_deref(), Some("Bearer hf_secret"));
 }
+
+#[test]
+fn downloads_of_the_same_model_at_once_take_turns_and_all_succeed() {
+    let repo = repo();
+    let hub = FakeHub::start(&[(ID, repo.path())], true);
+    let cache = tempfile::tempdir().unwrap();
+    let options = options(&hub, cache.path());
+    let dirs: Vec<PathBuf> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| resolve(&options).0.unwrap()))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for dir in &dirs {
+        assert_snapshot_matches(dir, repo.path());
+    }
+    let blobs = blobs(cache.path());
+    assert!(!blobs.iter().any(|b| b.contains("incomplete")), "{blobs:?}");
+    assert_eq!(blobs.len(), 5, "{blobs:?}");
+}
