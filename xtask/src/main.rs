@@ -147,6 +147,16 @@ enum Task {
 }
 
 fn main() -> Result<()> {
+    // mtl-assets reports its steps (`fetching PACKAGE with pip`, `model ready in DIR`, `data
+    // set NAME ready in DIR`) as `tracing` events: shown here as plain lines.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("mtl_assets=info"))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
     match Cli::parse().task {
         Task::FetchModel => {
             fetch_model()?;

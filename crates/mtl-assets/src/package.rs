@@ -139,7 +139,7 @@ impl Package {
             command: shown.clone(),
             message,
         };
-        eprintln!("fetching {} with {}", self.spec(), command[0]);
+        tracing::info!("fetching {} with {}", self.spec(), command[0]);
         let output = Command::new(&command[0])
             .args(&command[1..])
             .current_dir(into)

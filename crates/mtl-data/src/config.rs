@@ -80,15 +80,18 @@ impl fmt::Display for Split {
     }
 }
 
-/// How to read one task's data, with its label set.
+/// Where one task's examples come from and how to read them, with its label set. (A task
+/// has three descriptions, one per layer: `mtl_train::TaskSpec` is what a user asks to train,
+/// resolved into this `TaskSource` for reading the data, and `mtl_model::TaskConfig` is what a
+/// saved model keeps: name, labels, head.)
 ///
 /// `path` is a directory holding `train`, and optionally `valid` and `test`, files in JSON
 /// Lines, CSV or TSV (`train.jsonl`, `valid.csv`, ...: the format is the extension's), or a
 /// single file that is the training split.
 ///
 /// ```no_run
-/// # use mtl_data::{Split, TaskConfig};
-/// let config = TaskConfig::new("topic", "datasets/bbc", ["business", "entertainment", "politics", "sport", "tech"]);
+/// # use mtl_data::{Split, TaskSource};
+/// let config = TaskSource::new("topic", "datasets/bbc", ["business", "entertainment", "politics", "sport", "tech"]);
 /// assert_eq!(
 ///     config.split_path(Split::Valid)?.as_deref(),
 ///     Some(std::path::Path::new("datasets/bbc/valid.jsonl"))
@@ -96,7 +99,7 @@ impl fmt::Display for Split {
 /// # Ok::<(), mtl_data::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskConfig {
+pub struct TaskSource {
     /// The task's name, used in logs and errors.
     pub name: String,
     /// The directory that holds the split files, or the training file alone.
@@ -136,7 +139,7 @@ fn default_label_field() -> String {
     "label".into()
 }
 
-impl TaskConfig {
+impl TaskSource {
     /// A task on `path` (a directory of splits or a training file) with the default fields
     /// (`text`, `label`, ids from line numbers).
     pub fn new(
@@ -300,36 +303,36 @@ mod tests {
 
     #[test]
     fn defaults_fill_missing_keys() {
-        let config: TaskConfig =
+        let config: TaskSource =
             serde_json::from_str(r#"{"name": "t", "dir": "d", "labels": ["a", "b"]}"#).unwrap();
-        assert_eq!(config, TaskConfig::new("t", "d", ["a", "b"]));
+        assert_eq!(config, TaskSource::new("t", "d", ["a", "b"]));
         assert_eq!(config.label_index("b"), Some(1));
         config.validate().unwrap();
     }
 
     #[test]
     fn invalid_configs_say_why() {
-        let twice = TaskConfig::new("t", "d", ["a", "a"]).validate();
+        let twice = TaskSource::new("t", "d", ["a", "a"]).validate();
         assert!(
             twice
                 .unwrap_err()
                 .to_string()
                 .contains("task t: label \"a\" is listed twice")
         );
-        let none = TaskConfig::new("t", "d", Vec::<String>::new()).validate();
+        let none = TaskSource::new("t", "d", Vec::<String>::new()).validate();
         assert!(none.unwrap_err().to_string().contains("no labels"));
-        let spaced = TaskConfig::new("t", "d", ["a", "pos "]).validate();
+        let spaced = TaskSource::new("t", "d", ["a", "pos "]).validate();
         assert!(
             spaced
                 .unwrap_err()
                 .to_string()
                 .contains("label \"pos \" has whitespace around it")
         );
-        let empty = TaskConfig::new("t", "d", ["a", ""]).validate();
+        let empty = TaskSource::new("t", "d", ["a", ""]).validate();
         assert!(empty.unwrap_err().to_string().contains("is empty"));
-        let same = TaskConfig {
+        let same = TaskSource {
             text_pair_field: Some("text".into()),
-            ..TaskConfig::new("t", "d", ["a"])
+            ..TaskSource::new("t", "d", ["a"])
         };
         assert!(
             same.validate()
@@ -344,7 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("train.csv"), "text,label\n").unwrap();
         std::fs::write(dir.path().join("test.tsv"), "text\tlabel\n").unwrap();
-        let config = TaskConfig::new("t", dir.path(), ["a"]);
+        let config = TaskSource::new("t", dir.path(), ["a"]);
         let train = config.split_path(Split::Train).unwrap().unwrap();
         assert_eq!(train, dir.path().join("train.csv"));
         assert_eq!(config.format_of(&train).unwrap(), DataFormat::Csv);
@@ -354,14 +357,14 @@ mod tests {
         std::fs::write(dir.path().join("train.jsonl"), "").unwrap();
         let err = config.split_path(Split::Train).unwrap_err().to_string();
         assert!(err.contains("several train files"), "{err}");
-        let file = TaskConfig::new("t", dir.path().join("test.tsv"), ["a"]);
+        let file = TaskSource::new("t", dir.path().join("test.tsv"), ["a"]);
         assert_eq!(
             file.split_path(Split::Train).unwrap().unwrap(),
             dir.path().join("test.tsv")
         );
         assert_eq!(file.split_path(Split::Test).unwrap(), None);
         let empty = tempfile::tempdir().unwrap();
-        let err = TaskConfig::new("t", empty.path(), ["a"])
+        let err = TaskSource::new("t", empty.path(), ["a"])
             .split_path(Split::Train)
             .unwrap_err()
             .to_string();

@@ -3,11 +3,11 @@
 //!
 //! ```no_run
 //! use mtl_bert::BertTokenizer;
-//! use mtl_data::{EpochMode, MultiTaskLoader, PlanConfig, Split, TaskConfig, TaskSampler, TokenizedTask};
+//! use mtl_data::{EpochMode, MultiTaskLoader, PlanConfig, Split, TaskSource, TaskSampler, TokenizedTask};
 //!
 //! let tokenizer = BertTokenizer::from_file(".cache/models/all-MiniLM-L6-v2/tokenizer.json", 128)?;
-//! let topic = TaskConfig::new("topic", "datasets/bbc", ["business", "entertainment", "politics", "sport", "tech"]);
-//! let sentiment = TaskConfig::new("sentiment", "datasets/tweets", ["negative", "neutral", "positive"]);
+//! let topic = TaskSource::new("topic", "datasets/bbc", ["business", "entertainment", "politics", "sport", "tech"]);
+//! let sentiment = TaskSource::new("sentiment", "datasets/tweets", ["negative", "neutral", "positive"]);
 //! let tasks = vec![
 //!     TokenizedTask::load(&topic, Split::Train, &tokenizer)?,
 //!     TokenizedTask::load(&sentiment, Split::Train, &tokenizer)?,
@@ -27,7 +27,7 @@
 //! # Ok::<(), mtl_data::Error>(())
 //! ```
 //!
-//! A crate is a layer: [`TaskConfig`] and [`TaskData`] read files, [`TokenizedTask`] tokenizes
+//! A crate is a layer: [`TaskSource`] and [`TaskData`] read files, [`TokenizedTask`] tokenizes
 //! and pads, [`TaskSampler`], [`EpochMode`] and [`EpochPlan`] decide the order, and
 //! [`MultiTaskLoader`] puts them together. The order depends on nothing but the data, the
 //! [`PlanConfig`] and the epoch number ([`SplitMix64`] is this crate's own generator).
@@ -35,7 +35,7 @@
 //! # Public items
 //!
 //! Reading:
-//! - [`TaskConfig`]: one task's name, labels, data directory or file, [`DataFormat`] and fields.
+//! - [`TaskSource`]: one task's name, labels, data directory or file, [`DataFormat`] and fields.
 //! - [`TaskData`]: a task's [`Split`] read and checked into [`Example`]s (file and line in every
 //!   error).
 //! - [`TokenizedTask`]: a split tokenized once; its padded [`TaskBatch`]es.
@@ -62,7 +62,7 @@ mod sampler;
 mod task_data;
 mod tokenized;
 
-pub use config::{DataFormat, Split, TaskConfig};
+pub use config::{DataFormat, Split, TaskSource};
 pub use error::{Error, Result};
 pub use loader::{EpochBatches, MultiTaskLoader};
 pub use plan::{EpochPlan, PlanConfig, PlannedBatch};

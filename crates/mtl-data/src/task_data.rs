@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use mtl_assets::LineCounter;
 use serde_json::Value;
 
-use crate::config::{DataFormat, Split, TaskConfig, label_problem};
+use crate::config::{DataFormat, Split, TaskSource, label_problem};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
@@ -37,23 +37,23 @@ pub struct TaskData {
 }
 
 impl TaskData {
-    /// Reads one split of a task ([`TaskConfig::split_path`]); `None` when the task has no
+    /// Reads one split of a task ([`TaskSource::split_path`]); `None` when the task has no
     /// file for it.
-    pub fn load(config: &TaskConfig, split: Split) -> Result<Option<Self>> {
+    pub fn load(config: &TaskSource, split: Split) -> Result<Option<Self>> {
         config
             .split_path(split)?
             .map(|path| Self::from_file(config, &path))
             .transpose()
     }
 
-    /// Reads `path` in its format ([`TaskConfig::format_of`]), with the config's fields and
+    /// Reads `path` in its format ([`TaskSource::format_of`]), with the config's fields and
     /// labels.
     ///
     /// Errors name the file and line: a line that is not valid UTF-8, a line that is not a JSON
     /// object (or a broken CSV record, or an unterminated quote), a missing field, an empty
     /// label or one with whitespace around it, a label not in the config, a file with no
     /// example.
-    pub fn from_file(config: &TaskConfig, path: &Path) -> Result<Self> {
+    pub fn from_file(config: &TaskSource, path: &Path) -> Result<Self> {
         config.validate()?;
         let examples = read_records(config, path)?
             .into_iter()
@@ -86,7 +86,7 @@ impl TaskData {
     /// The distinct labels of the file at `path`, sorted (as strings), each with its count:
     /// the label set of a task whose labels are not given. The config's own labels are not
     /// used; its fields and format are.
-    pub fn labels_in(config: &TaskConfig, path: &Path) -> Result<Vec<(String, usize)>> {
+    pub fn labels_in(config: &TaskSource, path: &Path) -> Result<Vec<(String, usize)>> {
         let mut counts = std::collections::BTreeMap::new();
         for record in read_records(config, path)? {
             *counts.entry(record.label).or_insert(0) += 1;
@@ -174,7 +174,7 @@ struct Record {
 
 /// Reads every record of `path` in its format; checks each label's shape and that there is
 /// at least one record.
-fn read_records(config: &TaskConfig, path: &Path) -> Result<Vec<Record>> {
+fn read_records(config: &TaskSource, path: &Path) -> Result<Vec<Record>> {
     let format = config.format_of(path)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let records = match format {
@@ -200,7 +200,7 @@ fn read_records(config: &TaskConfig, path: &Path) -> Result<Vec<Record>> {
     Ok(records)
 }
 
-fn read_jsonl(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Record>> {
+fn read_jsonl(config: &TaskSource, path: &Path, bytes: &[u8]) -> Result<Vec<Record>> {
     let mut examples = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
@@ -250,7 +250,7 @@ fn read_jsonl(config: &TaskConfig, path: &Path, bytes: &[u8]) -> Result<Vec<Reco
 }
 
 fn read_csv(
-    config: &TaskConfig,
+    config: &TaskSource,
     path: &Path,
     bytes: &[u8],
     delimiter: char,
@@ -356,15 +356,15 @@ fn check_quotes_closed(path: &Path, bytes: &[u8], delimiter: u8) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn task(format: DataFormat) -> TaskConfig {
-        TaskConfig {
+    fn task(format: DataFormat) -> TaskSource {
+        TaskSource {
             format: Some(format),
             id_field: Some("id".into()),
-            ..TaskConfig::new("sentiment", "unused", ["negative", "positive"])
+            ..TaskSource::new("sentiment", "unused", ["negative", "positive"])
         }
     }
 
-    fn load(config: &TaskConfig, content: &[u8]) -> (tempfile::TempDir, Result<TaskData>) {
+    fn load(config: &TaskSource, content: &[u8]) -> (tempfile::TempDir, Result<TaskData>) {
         let dir = tempfile::tempdir().unwrap();
         let extension = config.format.unwrap_or_default().extension();
         let path = dir.path().join(format!("train.{extension}"));
@@ -373,7 +373,7 @@ mod tests {
         (dir, data)
     }
 
-    fn error(config: &TaskConfig, content: &[u8]) -> String {
+    fn error(config: &TaskSource, content: &[u8]) -> String {
         load(config, content).1.unwrap_err().to_string()
     }
 
@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn reads_csv_with_configured_columns_and_multiline_fields() {
-        let config = TaskConfig {
+        let config = TaskSource {
             text_field: "sentence".into(),
             label_field: "polarity".into(),
             id_field: None,
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn reads_tsv_pairs_and_counts_labels() {
-        let config = TaskConfig {
+        let config = TaskSource {
             text_field: "premise".into(),
             text_pair_field: Some("hypothesis".into()),
             id_field: None,

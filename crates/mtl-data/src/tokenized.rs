@@ -3,7 +3,7 @@
 use mtl_bert::burn::prelude::*;
 use mtl_bert::{BertTokenizer, TokenBatch};
 
-use crate::config::{Split, TaskConfig};
+use crate::config::{Split, TaskSource};
 use crate::error::{Error, Result};
 use crate::task_data::TaskData;
 
@@ -82,7 +82,7 @@ impl TokenizedTask {
 
     /// Reads one split of a task ([`TaskData::load`]) and tokenizes it; a task without a file
     /// for `split` is an error.
-    pub fn load(config: &TaskConfig, split: Split, tokenizer: &BertTokenizer) -> Result<Self> {
+    pub fn load(config: &TaskSource, split: Split, tokenizer: &BertTokenizer) -> Result<Self> {
         match TaskData::load(config, split)? {
             Some(data) => Self::new(&data, tokenizer),
             None => Err(Error::Config {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use mtl_bert::BertTokenizer;
 use mtl_data::{
-    EpochMode, MultiTaskLoader, PlanConfig, Split, TaskConfig, TaskData, TaskSampler, TokenizedTask,
+    EpochMode, MultiTaskLoader, PlanConfig, Split, TaskData, TaskSampler, TaskSource, TokenizedTask,
 };
 
 fn workspace() -> PathBuf {
@@ -24,7 +24,7 @@ fn datasets_dir() -> PathBuf {
 ///
 /// # Panics
 /// When the data set has not been extracted, with how to do it.
-fn task(name: &str, manifest: &serde_json::Value) -> TaskConfig {
+fn task(name: &str, manifest: &serde_json::Value) -> TaskSource {
     let dir = datasets_dir().join(name);
     for split in Split::ALL {
         let file = dir.join(format!("{}.jsonl", split.name()));
@@ -39,9 +39,9 @@ fn task(name: &str, manifest: &serde_json::Value) -> TaskConfig {
         .as_array()
         .unwrap_or_else(|| panic!("datasets/manifest.json lists no labels for {name}"));
     let labels = labels.iter().map(|l| l.as_str().unwrap().to_owned());
-    TaskConfig {
+    TaskSource {
         id_field: Some("id".into()),
-        ..TaskConfig::new(name, dir, labels)
+        ..TaskSource::new(name, dir, labels)
     }
 }
 

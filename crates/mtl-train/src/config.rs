@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Context, Error, Result};
 use crate::setting_doc;
 
-/// One task to train: its data, labels, head and loss weight.
+/// One task to train: its data, labels, head and loss weight, as a user gives it. It is
+/// resolved ([`TaskSpec::resolve`]) into the `mtl_data::TaskSource` that reads its data, and
+/// the model keeps its `mtl_model::TaskConfig` (name, labels, head).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
@@ -80,7 +82,7 @@ impl TaskSpec {
     /// The task's data as mtl-data reads it: a named data set is fetched and extracted on
     /// first use; the labels are the given ones, the named data set's, or the sorted distinct
     /// labels of the training file.
-    pub fn resolve(&self) -> Result<mtl_data::TaskConfig> {
+    pub fn resolve(&self) -> Result<mtl_data::TaskSource> {
         crate::data::resolve_task(self)
     }
 }

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::mtl_hub_shim::ModelSource;
 use mtl_bert::BertTokenizer;
 use mtl_data::{Split, TaskData, TokenizedTask};
+use mtl_hub::ModelSource;
 
 use crate::config::TaskSpec;
 use crate::error::{Context, Error, Result};
@@ -21,7 +21,7 @@ pub(crate) fn resolve_model(model: &str, revision: Option<&str>) -> Result<PathB
 /// The data task of a spec: its path (a named data set is fetched and extracted on first use),
 /// fields and labels (given, the named data set's, or the sorted distinct labels of the
 /// training file).
-pub(crate) fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
+pub(crate) fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskSource> {
     let named = mtl_assets::dataset(&spec.data).filter(|_| !Path::new(&spec.data).exists());
     let path = match named {
         Some(dataset) => mtl_assets::prepare_dataset(
@@ -39,7 +39,7 @@ pub(crate) fn resolve_task(spec: &TaskSpec) -> Result<mtl_data::TaskConfig> {
             spec.name, spec.data
         )));
     }
-    let mut task = mtl_data::TaskConfig::new(spec.name.clone(), path, Vec::<String>::new());
+    let mut task = mtl_data::TaskSource::new(spec.name.clone(), path, Vec::<String>::new());
     task.format = spec.format;
     task.text_field = spec.text_field.clone();
     task.text_pair_field = spec.text_pair_field.clone();
@@ -114,7 +114,7 @@ impl RunData {
     /// Reads and tokenizes every split of `tasks`; a task without a validation file gets a
     /// stratified [`HELD_OUT_SHARE`] of its training examples, chosen by `seed`.
     pub(crate) fn load(
-        tasks: &[mtl_data::TaskConfig],
+        tasks: &[mtl_data::TaskSource],
         seed: u64,
         tokenizer: &BertTokenizer,
     ) -> Result<Self> {

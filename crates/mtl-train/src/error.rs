@@ -1,7 +1,5 @@
 //! Errors of training and evaluation.
 
-use crate::mtl_hub_shim as mtl_hub;
-
 /// What can go wrong in a training run or an evaluation. Errors from the crates below keep
 /// their own type ([`Error::Data`], [`Error::Model`], ...); [`Error::Context`] says what was
 /// being done when one happened (shown as the error, its cause as the source).

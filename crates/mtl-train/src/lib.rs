@@ -19,6 +19,9 @@
 //! - [`RUN_DIR_ENTRIES`]: every name mtl writes in a run directory (the only ones
 //!   `--overwrite` deletes).
 //! - [`Error`], [`Result`]: what can go wrong, typed.
+//!
+//! The model a run starts from is resolved by `mtl-hub` (a directory, a hub id or the
+//! default); its steps are `tracing` events, which the `mtl` binary shows.
 
 mod cache;
 mod checkpoint;
@@ -35,11 +38,6 @@ mod run_dir;
 mod runlog;
 mod setting_doc;
 mod train;
-
-// TEMPORARY: replaced by the mtl-hub crate when it lands.
-#[doc(hidden)]
-pub mod model_source;
-mod mtl_hub_shim;
 
 pub use checkpoint::Best;
 pub use config::{MAX_PLANNED_EXAMPLES, StepMode, TaskSpec, TrainConfig};

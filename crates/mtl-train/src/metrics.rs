@@ -113,7 +113,8 @@ pub struct TaskMetrics {
     pub loss: f64,
     /// Share of correct predictions.
     pub accuracy: f64,
-    /// Macro-averaged F1 (see [`ConfusionMatrix::macro_f1`]).
+    /// Macro-averaged F1: the unweighted mean F1 over the classes that occur as a true or a
+    /// predicted label (scikit-learn's `f1_score(average="macro")`).
     pub macro_f1: f64,
     /// Per-class precision, recall, F1 and support.
     pub per_class: Vec<ClassScores>,

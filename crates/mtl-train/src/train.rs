@@ -129,7 +129,7 @@ impl Prepared {
             Some(dir) => dir.clone(),
             None => resolve_model(&config.model, config.revision.as_deref())?,
         };
-        let mut tasks: Vec<mtl_data::TaskConfig> = config
+        let mut tasks: Vec<mtl_data::TaskSource> = config
             .tasks
             .iter()
             .map(resolve_task)
@@ -334,7 +334,7 @@ impl Prepared {
 /// saved label order when the data has the same labels (a continued head's outputs keep
 /// their meaning); other differences are refused by [`MultiTaskClassifier::from_trained`].
 fn keep_saved_label_order(
-    tasks: &mut [mtl_data::TaskConfig],
+    tasks: &mut [mtl_data::TaskSource],
     specs: &[TaskSpec],
     init: &MtlConfig,
 ) {
@@ -424,7 +424,7 @@ mod tests {
             mtl_model::TaskConfig::new("other", &["x", "y"]),
         ]);
         let data = |name: &str, labels: &[&str]| {
-            mtl_data::TaskConfig::new(name, "unused", labels.iter().copied())
+            mtl_data::TaskSource::new(name, "unused", labels.iter().copied())
         };
         let mut tasks = vec![
             data("topic", &["sport", "tech"]),

@@ -100,7 +100,7 @@ fn cached_embeddings_give_the_logits_of_the_frozen_model() {
         .clone()
         .freeze(&ModelPart::Encoder, &config)
         .unwrap();
-    let task = mtl_data::TaskConfig::new("topic", data_dir.path().join("topic"), ["sport", "tech"]);
+    let task = mtl_data::TaskSource::new("topic", data_dir.path().join("topic"), ["sport", "tech"]);
     let tokens =
         mtl_data::TokenizedTask::load(&task, mtl_data::Split::Train, classifier.tokenizer())
             .unwrap();

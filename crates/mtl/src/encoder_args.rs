@@ -8,8 +8,9 @@ use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use mtl_bert::{EncodeOptions, Pooling, SentenceEncoder};
 
+use mtl_hub::ModelSource;
+
 use crate::backend::BackendArgs;
-use mtl_train::model_source::ModelSource;
 
 /// Which model embeds the texts, and how.
 #[derive(Debug, Clone, Args)]
@@ -54,7 +55,7 @@ pub struct EncoderArgs {
 impl EncoderArgs {
     /// The model's source, as `--model` and `--revision` name it.
     pub fn source(&self) -> Result<ModelSource> {
-        ModelSource::parse(self.model.as_deref(), self.revision.as_deref())
+        crate::model_arg::parse(self.model.as_deref(), self.revision.as_deref())
     }
 
     /// Finds (downloading if needed) and loads the model on the chosen backend, and prints
@@ -62,7 +63,7 @@ impl EncoderArgs {
     pub fn load(&self) -> Result<SentenceEncoder> {
         let source = self.source()?;
         let device = self.backend.device()?;
-        let dir = source.resolve_with(&mut crate::progress::download_bar())?;
+        let dir = crate::model_arg::resolve(&source)?;
         let encoder = SentenceEncoder::load(&dir, &device).with_context(|| {
             format!(
                 "loading the model in {}; a model directory needs config.json, \

@@ -40,6 +40,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if !matches!(cli.command, Command::Serve(_)) {
+        mtl::progress::show_library_lines();
+    }
     match cli.command {
         Command::Embed(args) => mtl::embed::run(&args),
         Command::Similarity(args) => mtl::similarity::run(&args),

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use mtl_train::model_source::Download;
+use mtl_hub::Event as HubEvent;
 use mtl_train::{Event, Observer, Summary, TaskStats};
 
 /// Counts embedded texts, draws the bar and prints the summary.
@@ -100,16 +100,22 @@ pub fn summary(texts: usize, dim: usize, elapsed: Duration) -> String {
     format!("embedded {texts} texts, dim {dim}, in {seconds:.2} s ({rate:.1} texts/s)")
 }
 
-/// A download's progress as a bar on standard error (only on a terminal): one bar per file,
+/// Draws what resolving a model reports: each step as a line on standard error (`model
+/// OWNER/NAME@REVISION: cached in DIR`, `...: downloading from ENDPOINT into CACHE`, the default
+/// model's fetch), each file's download as a bar (only on a terminal): one bar per file,
 /// replaced when the next file starts, cleared when a file is complete.
-pub fn download_bar() -> impl FnMut(Download<'_>) {
+pub fn hub_progress() -> impl FnMut(HubEvent<'_>) {
     let mut current: Option<(String, ProgressBar)> = None;
-    move |download: Download<'_>| {
-        if current
-            .as_ref()
-            .is_none_or(|(file, _)| file != download.file)
-        {
-            let bar = match download.total {
+    move |event: HubEvent<'_>| {
+        let HubEvent::Progress { file, bytes, total } = event else {
+            if let Some((_, old)) = current.take() {
+                old.finish_and_clear();
+            }
+            eprintln!("{event}");
+            return;
+        };
+        if current.as_ref().is_none_or(|(name, _)| name != file) {
+            let bar = match total {
                 Some(total) if std::io::stderr().is_terminal() => ProgressBar::new(total),
                 _ => ProgressBar::hidden(),
             };
@@ -119,18 +125,35 @@ pub fn download_bar() -> impl FnMut(Download<'_>) {
                 )
                 .expect("a valid template"),
             );
-            bar.set_message(download.file.to_owned());
-            if let Some((_, old)) = current.replace((download.file.to_owned(), bar)) {
+            bar.set_message(file.to_owned());
+            if let Some((_, old)) = current.replace((file.to_owned(), bar)) {
                 old.finish_and_clear();
             }
         }
         if let Some((_, bar)) = &current {
-            bar.set_position(download.bytes);
-            if download.total == Some(download.bytes) {
+            bar.set_position(bytes);
+            if total == Some(bytes) {
                 bar.finish_and_clear();
             }
         }
     }
+}
+
+/// Shows the libraries' progress lines on standard error, as plain lines: the `tracing`
+/// events at level info of `mtl-assets` (`fetching PACKAGE with pip`, `model ready in DIR`,
+/// `data set NAME ready in DIR`) and of `mtl-hub` (what [`mtl_hub::ModelSource::resolve`]
+/// reports when the trainer resolves its model). `mtl serve` sets up its own logging instead.
+pub fn show_library_lines() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "mtl_assets=info,mtl_hub=info",
+        ))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Shows a training run's events on standard error: lines for notes, the plan, epochs and

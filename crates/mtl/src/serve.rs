@@ -4,11 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use mtl_hub::ModelSource;
 use mtl_serve::{Limits, ServeConfig};
-use mtl_train::model_source::ModelSource;
 
 use crate::backend::BackendArgs;
-use crate::progress::download_bar;
 
 /// Serve a model over HTTP: OpenAI's embeddings API, TEI's /embed, /predict for models
 /// trained by mtl train, /similarity, /health, /info, /metrics and /openapi.json.
@@ -71,8 +70,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let source = ModelSource::parse(args.model.as_deref(), args.revision.as_deref())?;
-    let dir = source.resolve_with(&mut download_bar())?;
+    let source = crate::model_arg::parse(args.model.as_deref(), args.revision.as_deref())?;
+    let dir = crate::model_arg::resolve(&source)?;
     let device = args.backend.device()?;
     let mut config = ServeConfig::new(&dir, device);
     config.backend = format!("{} ({:?})", args.backend.backend, config.device);

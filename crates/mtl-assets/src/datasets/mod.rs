@@ -218,7 +218,7 @@ impl DatasetAsset {
             }
         }
         mtl_fs::replace_dir(staging, &target).map_err(|e| Error::io(&target, e))?;
-        eprintln!("data set {} ready in {}", self.name, target.display());
+        tracing::info!("data set {} ready in {}", self.name, target.display());
         Ok(Prepared {
             dir: target,
             entry,
