@@ -147,6 +147,10 @@ pub enum Error {
     /// A backend was named that is unknown or not compiled into this build.
     #[error("{0}")]
     Backend(String),
+    /// The model cannot run at the precision asked for: int8 on a backend without the int8
+    /// kernels, or a weight that cannot be quantised (naming the tensor).
+    #[error("{0}")]
+    Precision(String),
 }
 
 /// What was wrong with one text's encoding (see [`Error::Text`]).

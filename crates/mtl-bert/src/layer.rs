@@ -5,9 +5,12 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu};
 
 use crate::attention::{BertAttention, linear};
-use crate::bias_gelu::{bias_gelu, gelu};
+use crate::kernels::bias_gelu::{bias_gelu, gelu};
+use std::sync::Arc;
+
 use crate::config::{BertConfig, HiddenAct};
 use crate::dropout::{DropoutKey, dropout};
+use crate::precision::Int8Layer;
 
 /// The feed-forward expansion and its activation (`intermediate` in the checkpoint).
 #[derive(Module, Debug)]
@@ -80,6 +83,12 @@ pub struct BertLayer {
     pub intermediate: BertIntermediate,
     /// Feed-forward contraction.
     pub output: BertOutput,
+    /// The int8 copies of the linear layers, after [`BertModel::with_precision`]
+    /// (`Precision::Int8`); their f32 weights are then gone.
+    ///
+    /// [`BertModel::with_precision`]: crate::BertModel::with_precision
+    #[module(skip)]
+    pub(crate) int8: Option<Arc<Int8Layer>>,
 }
 
 impl BertLayer {
@@ -98,6 +107,7 @@ impl BertLayer {
                     .init(device),
                 dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
             },
+            int8: None,
         }
     }
 
@@ -111,6 +121,9 @@ impl BertLayer {
         bias: Tensor<4>,
         key: Option<DropoutKey>,
     ) -> Tensor<3> {
+        if let Some(int8) = &self.int8 {
+            return self.forward_int8(int8, hidden, bias);
+        }
         let attended = self.attention.forward(hidden, bias, key);
         let expanded = self.intermediate.forward(attended.clone());
         self.output

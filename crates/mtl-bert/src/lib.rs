@@ -40,6 +40,8 @@
 //!   ([`BertAttention`] = [`BertSelfAttention`] + [`BertSelfOutput`], then [`BertIntermediate`]
 //!   and [`BertOutput`]) and an optional [`BertPooler`].
 //! - [`Pooling`] and [`pool`]: CLS, pooler, mean or max pooling of the last hidden states.
+//! - [`Precision`]: f32, or int8 linear layers quantised at load
+//!   ([`BertModel::with_precision`], on the [`INT8_BACKENDS`]).
 //! - [`DropoutKey`] and [`dropout`]: dropout masks drawn from a counter-based generator, the
 //!   same for a batch however it is split into row groups.
 //!
@@ -54,16 +56,17 @@
 
 mod attention;
 mod backend;
-mod bias_gelu;
 mod checkpoint;
 mod config;
 mod dropout;
 mod embeddings;
 mod error;
+mod kernels;
 mod layer;
 mod model;
 mod model_dir;
 mod pooling;
+mod precision;
 mod sentence_encoder;
 mod similarity;
 mod tokenizer;
@@ -82,6 +85,7 @@ pub use model_dir::{
     ModelDir, ModuleEntry, SentenceDefaults, is_plain_relative, pooling_module_dir,
 };
 pub use pooling::{Pooling, pool};
+pub use precision::{INT8_BACKENDS, Precision};
 pub use sentence_encoder::{Embeddings, EncodeOptions, SentenceEncoder};
 pub use similarity::{cosine_matrix, l2_normalize_row};
 pub use tokenizer::{BertTokenizer, TokenBatch};

@@ -10,6 +10,7 @@ use crate::error::{Error, Result, TextError};
 use crate::model::BertModel;
 use crate::model_dir::{ModelDir, SentenceDefaults};
 use crate::pooling::{Pooling, l2_normalize, pool};
+use crate::precision::Precision;
 use crate::tokenizer::{BertTokenizer, TokenBatch};
 
 /// Options of [`SentenceEncoder::encode`]; `None` takes the model directory's default.
@@ -84,6 +85,17 @@ impl SentenceEncoder {
     /// A multi-task model directory (one with `mtl.json`) works too: its encoder is loaded and
     /// its classification heads (`heads.*`) are left out.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::load_with_precision(dir, device, Precision::Fp32)
+    }
+
+    /// [`Self::load`] at `precision`: [`Precision::Int8`] quantises the encoder's linear layers
+    /// as it loads (see [`BertModel::with_precision`]; the files are not changed). Fails with
+    /// [`Error::Precision`] on a device without the int8 kernels.
+    pub fn load_with_precision(
+        dir: impl AsRef<Path>,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
         let (dir, config, defaults, tokenizer) = Self::settings(dir.as_ref())?;
         let device = device.clone().without_autodiff();
         let mut checkpoint = Checkpoint::open(dir.weights()?)?;
@@ -94,6 +106,7 @@ impl SentenceEncoder {
             &[]
         };
         checkpoint.finish(heads)?;
+        let model = model.with_precision(precision)?;
         Ok(Self::new(model, tokenizer, config, defaults))
     }
 
@@ -159,6 +172,11 @@ impl SentenceEncoder {
     /// The device the model is on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// How the encoder computes (see [`Precision`]).
+    pub fn precision(&self) -> Precision {
+        self.model.precision()
     }
 
     /// Width of the embeddings.

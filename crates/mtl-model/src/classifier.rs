@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use mtl_bert::{BertConfig, BertModel, BertTokenizer, ModelDir, Pooling};
+use mtl_bert::{BertConfig, BertModel, BertTokenizer, ModelDir, Pooling, Precision};
 use mtl_bert::{Checkpoint, collect_tensors, hf_name, write_safetensors};
 use mtl_fs::write_file;
 use serde::Serialize;
@@ -183,7 +183,23 @@ impl MultiTaskClassifier {
     /// [`Error::LabelMismatch`] when a head's size does not match its task's labels, and with
     /// the encoder crate's errors for missing, unexpected or misshapen tensors.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let root = dir.as_ref();
+        Self::load_with_precision(dir, device, Precision::Fp32)
+    }
+
+    /// [`Self::load`] at `precision`: [`Precision::Int8`] quantises the shared encoder's linear
+    /// layers as it loads (see [`BertModel::with_precision`]; the heads stay f32 and the files
+    /// are not changed). Such a model predicts and evaluates but is never saved.
+    pub fn load_with_precision(
+        dir: impl AsRef<Path>,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
+        let mut classifier = Self::load_fp32(dir.as_ref(), device)?;
+        classifier.model.encoder = classifier.model.encoder.with_precision(precision)?;
+        Ok(classifier)
+    }
+
+    fn load_fp32(root: &Path, device: &Device) -> Result<Self> {
         let config = read_saved_config(root)?;
         let dir = ModelDir::new(root)?;
         let bert_config = dir.config()?;
@@ -336,6 +352,14 @@ impl MultiTaskClassifier {
     /// a saved model (it has `mtl.json`).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        if self.model.encoder.precision() != Precision::Fp32 {
+            return Err(Error::Encoder(mtl_bert::Error::Precision(format!(
+                "refusing to save a model loaded at {} precision to {}: its f32 weights are \
+                 gone; save the model it was loaded from instead",
+                self.model.encoder.precision(),
+                dir.display()
+            ))));
+        }
         let parent = mtl_fs::parent(dir);
         if dir.exists() && !replaceable(dir)? {
             return Err(Error::io(

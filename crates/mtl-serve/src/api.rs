@@ -183,6 +183,8 @@ pub(crate) struct Info {
     pub tasks: Vec<TaskInfo>,
     /// The compute backend and device.
     pub backend: String,
+    /// The encoder's precision: `fp32`, or `int8 (KERNEL)` naming the integer GEMM kernel.
+    pub precision: String,
     /// Padded tokens per model batch at most.
     pub max_batch_tokens: usize,
     /// Requests in flight at most; more are answered 429.

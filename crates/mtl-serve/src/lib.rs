@@ -88,6 +88,8 @@ pub struct ServeConfig {
     pub device: Device,
     /// The backend and device in words, for `/info`. Default: the device's debug form.
     pub backend: String,
+    /// The encoder's precision (int8 quantises it as it loads). Default: fp32.
+    pub precision: mtl_bert::Precision,
     /// What requests may be.
     pub limits: Limits,
     /// The bearer token every route but `/health` then needs. Required when the server
@@ -105,6 +107,7 @@ impl ServeConfig {
         Self {
             model_name,
             backend: format!("{device:?}"),
+            precision: mtl_bert::Precision::Fp32,
             model_dir,
             device,
             limits: Limits::default(),
@@ -143,6 +146,7 @@ pub async fn serve(
     let (worker, thread) = worker::Worker::start(
         config.model_dir.clone(),
         config.device.clone(),
+        config.precision,
         config.limits.max_batch_tokens,
         metrics.clone(),
         ready_tx,

@@ -534,6 +534,7 @@ async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
                 .collect()
         }),
         backend: state.backend.clone(),
+        precision: model.precision.clone(),
         max_batch_tokens: limits.max_batch_tokens,
         max_concurrent_requests: limits.max_concurrent_requests,
         max_inputs: limits.max_inputs,

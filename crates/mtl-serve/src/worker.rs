@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use mtl_bert::burn::prelude::Device;
-use mtl_bert::{BertTokenizer, Encoding, Pooling, SentenceEncoder};
+use mtl_bert::{BertTokenizer, Encoding, Pooling, Precision, SentenceEncoder};
 use mtl_model::{MtlConfig, MultiTaskClassifier, Prediction};
 use tokio::sync::oneshot;
 
@@ -40,6 +40,8 @@ pub(crate) struct ModelInfo {
     pub tasks: Option<MtlConfig>,
     /// The multi-task model's tokenizer (its own max length).
     pub task_tokenizer: Option<BertTokenizer>,
+    /// How the encoder computes, in words (`fp32`, or `int8 (KERNEL)`).
+    pub precision: String,
 }
 
 /// Where a request's embeddings go, in its texts' order (or why there are none).
@@ -86,6 +88,7 @@ impl Worker {
     pub(crate) fn start(
         dir: PathBuf,
         device: Device,
+        precision: Precision,
         max_batch_tokens: usize,
         metrics: Arc<Metrics>,
         ready: oneshot::Sender<Result<ModelInfo, Error>>,
@@ -95,7 +98,7 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("mtl-serve-model".into())
             .spawn(move || {
-                let models = match load(&dir, &device) {
+                let models = match load(&dir, &device, precision) {
                     Ok(models) => models,
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -121,13 +124,14 @@ impl Worker {
 
 /// Loads the model; a multi-task model's encoder is loaded once, by its classifier, and shared
 /// with the embedding routes.
-fn load(dir: &std::path::Path, device: &Device) -> Result<Models, Error> {
+fn load(dir: &std::path::Path, device: &Device, precision: Precision) -> Result<Models, Error> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| Error::Load {
         dir: dir.to_path_buf(),
         source,
     };
     if dir.join(mtl_model::CONFIG_FILE).is_file() {
-        let classifier = MultiTaskClassifier::load(dir, device).map_err(|e| failed(Box::new(e)))?;
+        let classifier = MultiTaskClassifier::load_with_precision(dir, device, precision)
+            .map_err(|e| failed(Box::new(e)))?;
         let encoder = SentenceEncoder::with_model(dir, classifier.model.encoder.clone())
             .map_err(|e| failed(Box::new(e)))?;
         Ok(Models {
@@ -135,7 +139,8 @@ fn load(dir: &std::path::Path, device: &Device) -> Result<Models, Error> {
             classifier: Some(classifier),
         })
     } else {
-        let encoder = SentenceEncoder::load(dir, device).map_err(|e| failed(Box::new(e)))?;
+        let encoder = SentenceEncoder::load_with_precision(dir, device, precision)
+            .map_err(|e| failed(Box::new(e)))?;
         Ok(Models {
             encoder,
             classifier: None,
@@ -155,6 +160,7 @@ fn info(models: &Models) -> ModelInfo {
         type_vocab_size: encoder.config().type_vocab_size,
         tasks: models.classifier.as_ref().map(|c| c.config().clone()),
         task_tokenizer: models.classifier.as_ref().map(|c| c.tokenizer().clone()),
+        precision: encoder.precision().describe(),
     }
 }
 

@@ -10,7 +10,7 @@ use mtl_bert::{EncodeOptions, Pooling, SentenceEncoder};
 
 use mtl_hub::ModelSource;
 
-use crate::backend::BackendArgs;
+use crate::backend::{BackendArgs, PrecisionArgs};
 
 /// Which model embeds the texts, and how.
 #[derive(Debug, Clone, Args)]
@@ -50,6 +50,8 @@ pub struct EncoderArgs {
     pub max_seq_length: Option<usize>,
     #[command(flatten)]
     pub backend: BackendArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 impl EncoderArgs {
@@ -64,15 +66,17 @@ impl EncoderArgs {
         let source = self.source()?;
         let device = self.backend.device()?;
         let dir = crate::model_arg::resolve(&source)?;
-        let encoder = SentenceEncoder::load(&dir, &device).with_context(|| {
-            format!(
-                "loading the model in {}; a model directory needs config.json, \
+        let precision = self.precision.precision();
+        let encoder =
+            SentenceEncoder::load_with_precision(&dir, &device, precision).with_context(|| {
+                format!(
+                    "loading the model in {}; a model directory needs config.json, \
                  model.safetensors (or pytorch_model.bin) and tokenizer.json (or vocab.txt). \
                  Leave --model out for the default all-MiniLM-L6-v2 (`cargo xtask fetch-model` \
                  fetches it)",
-                dir.display()
-            )
-        })?;
+                    dir.display()
+                )
+            })?;
         let defaults = encoder.defaults();
         eprintln!(
             "model: {} (dim {}, pooling {}, normalize {}, max {} tokens)",

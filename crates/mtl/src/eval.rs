@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use mtl_train::{TaskMetrics, TaskSpec, TrainConfig, evaluate};
 
-use crate::backend::BackendArgs;
+use crate::backend::{BackendArgs, PrecisionArgs};
 
 /// Evaluate a saved model: per task loss, accuracy, macro-F1, per-class precision / recall /
 /// F1 and the confusion matrix.
@@ -46,6 +46,8 @@ pub struct EvalArgs {
     pub json: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 fn parse_split(text: &str) -> Result<Split, String> {
@@ -64,6 +66,8 @@ pub struct Evaluation {
     pub split: String,
     /// Whether predictions were restricted to the data's labels.
     pub restricted_labels: bool,
+    /// The encoder's precision (`fp32` or `int8`).
+    pub precision: String,
     /// The scores.
     #[serde(flatten)]
     pub metrics: TaskMetrics,
@@ -72,8 +76,9 @@ pub struct Evaluation {
 /// Runs `mtl eval`; prints tables or JSON and returns the evaluations.
 pub fn run(args: &EvalArgs) -> Result<Vec<Evaluation>> {
     let device = args.backend.device()?;
-    let classifier = MultiTaskClassifier::load(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let classifier =
+        MultiTaskClassifier::load_with_precision(&args.model, &device, args.precision.precision())
+            .with_context(|| format!("loading {}", args.model.display()))?;
     let overrides = parse_data(&args.data)?;
     let run_tasks = run_config(&args.model).map(|c| c.tasks).unwrap_or_default();
     let config = classifier.config().clone();
@@ -121,6 +126,7 @@ pub fn run(args: &EvalArgs) -> Result<Vec<Evaluation>> {
             data: data_config.path.clone(),
             split: args.split.name().into(),
             restricted_labels: args.restrict_labels,
+            precision: args.precision.quantize.name().into(),
             metrics,
         });
     }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Args, ValueEnum};
 use mtl_model::MultiTaskClassifier;
 
-use crate::backend::BackendArgs;
+use crate::backend::{BackendArgs, PrecisionArgs};
 use crate::embed::{text_error, text_name};
 use crate::text_input::{InputArgs, TextReader, TextSource};
 
@@ -47,6 +47,8 @@ pub struct PredictArgs {
     pub format: PredictFormat,
     #[command(flatten)]
     pub backend: BackendArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 /// Texts read and predicted at a time (bounds memory on large inputs).
@@ -55,8 +57,9 @@ const CHUNK: usize = 4096;
 /// Runs `mtl predict`, writing to standard output.
 pub fn run(args: &PredictArgs) -> Result<()> {
     let device = args.backend.device()?;
-    let model = MultiTaskClassifier::load(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let model =
+        MultiTaskClassifier::load_with_precision(&args.model, &device, args.precision.precision())
+            .with_context(|| format!("loading {}", args.model.display()))?;
     if let Some(task) = &args.task {
         model.task_index(task)?;
     }

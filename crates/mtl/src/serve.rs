@@ -7,7 +7,7 @@ use clap::Args;
 use mtl_hub::ModelSource;
 use mtl_serve::{Limits, ServeConfig};
 
-use crate::backend::BackendArgs;
+use crate::backend::{BackendArgs, PrecisionArgs};
 
 /// Serve a model over HTTP: OpenAI's embeddings API, TEI's /embed, /predict for models
 /// trained by mtl train, /similarity, /health, /info, /metrics and /openapi.json.
@@ -59,6 +59,8 @@ pub struct ServeArgs {
     pub served_model_name: Option<String>,
     #[command(flatten)]
     pub backend: BackendArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
 }
 
 /// Runs `mtl serve` until SIGINT or SIGTERM.
@@ -75,6 +77,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let device = args.backend.device()?;
     let mut config = ServeConfig::new(&dir, device);
     config.backend = format!("{} ({:?})", args.backend.backend, config.device);
+    config.precision = args.precision.precision();
     config.model_name = match (&args.served_model_name, &source) {
         (Some(name), _) => name.clone(),
         (None, ModelSource::Hub { id, .. }) => id.clone(),

@@ -12,7 +12,7 @@ use burn::prelude::*;
 use clap::{Parser, ValueEnum};
 use mtl::backend::BackendArgs;
 use mtl_bert::row_groups;
-use mtl_bert::{BertInput, DropoutKey, EncodeOptions, SentenceEncoder};
+use mtl_bert::{BertInput, DropoutKey, Embeddings, EncodeOptions, Precision, SentenceEncoder};
 use mtl_model::{ModelPart, MtlConfig, MultiTaskClassifier, TaskConfig};
 use mtl_train::TrainConfig;
 use mtl_train::internals::{EmbeddingCache, LossTerm, TrainOptimizer, backward_in_row_groups};
@@ -51,6 +51,11 @@ struct Args {
     /// Truncation length (fine-tuning and frozen training; embedding uses the model's 256).
     #[arg(long, default_value_t = 64)]
     max_seq_length: usize,
+    /// Embedding precision: fp32, or int8 (linear layers quantised at load; flex only). With
+    /// int8 the output adds each text's cosine similarity to the fp32 embedding (mean and min),
+    /// computed after the measurement (and its peak memory).
+    #[arg(long, default_value = "fp32", value_name = "fp32|int8")]
+    quantize: Precision,
     /// Fine-tuning steps timed (after 2 untimed ones).
     #[arg(long, default_value_t = 20)]
     steps: usize,
@@ -65,25 +70,57 @@ fn main() -> Result<()> {
     let text = std::fs::read_to_string(&args.corpus)
         .with_context(|| format!("reading {}", args.corpus.display()))?;
     let corpus: Vec<&str> = text.lines().collect();
+    if args.quantize != Precision::Fp32 && args.measurement != Measurement::Embed {
+        anyhow::bail!("--quantize applies to the embed measurement only");
+    }
+    let mut embeddings = None;
     let (examples, seconds) = match args.measurement {
-        Measurement::Embed => embed(&args, &device, &corpus)?,
+        Measurement::Embed => {
+            let (seconds, out) = embed(&args, &device, &corpus, args.quantize)?;
+            let examples = out.len();
+            embeddings = Some(out);
+            (examples, seconds)
+        }
         Measurement::Finetune => finetune(&args, &device, &corpus)?,
         Measurement::Frozen => frozen(&args, &device, &corpus)?,
     };
-    let result = serde_json::json!({
+    // Measured here: the fp32 run for the comparison below is not the measurement's.
+    let peak_rss = peak_rss_mib();
+    let mut result = serde_json::json!({
         "measurement": format!("{:?}", args.measurement).to_lowercase(),
         "batch_size": args.batch_size,
         "examples": examples,
         "seconds": seconds,
         "throughput": examples as f64 / seconds,
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": peak_rss,
     });
+    if let Some(out) = embeddings.filter(|_| args.quantize != Precision::Fp32) {
+        let (_, fp32) = embed(&args, &device, &corpus, Precision::Fp32)?;
+        let cosines: Vec<f64> = out
+            .rows()
+            .zip(fp32.rows())
+            .map(|(a, b)| cosine(a, b))
+            .collect();
+        if cosines.iter().any(|c| !c.is_finite()) {
+            anyhow::bail!("a cosine similarity to fp32 is not finite");
+        }
+        result["precision"] = args.quantize.name().into();
+        result["kernel"] = args.quantize.describe().into();
+        result["cosine_to_fp32"] = (cosines.iter().sum::<f64>() / cosines.len() as f64).into();
+        result["cosine_to_fp32_min"] = cosines.iter().copied().fold(f64::INFINITY, f64::min).into();
+    }
     println!("{result}");
     Ok(())
 }
 
-fn embed(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64)> {
-    let encoder = SentenceEncoder::load(&args.model, device)?;
+/// Seconds to embed the corpus (after embedding its first 64 texts untimed), and the embeddings.
+fn embed(
+    args: &Args,
+    device: &Device,
+    corpus: &[&str],
+    precision: Precision,
+) -> Result<(f64, Embeddings)> {
+    let encoder = SentenceEncoder::load_with_precision(&args.model, device, precision)?;
     let options = EncodeOptions {
         batch_size: args.batch_size,
         ..EncodeOptions::default()
@@ -91,7 +128,18 @@ fn embed(args: &Args, device: &Device, corpus: &[&str]) -> Result<(usize, f64)> 
     encoder.encode(&corpus[..corpus.len().min(64)], &options)?;
     let started = Instant::now();
     let embeddings = encoder.encode(corpus, &options)?;
-    Ok((embeddings.len(), started.elapsed().as_secs_f64()))
+    Ok((started.elapsed().as_secs_f64(), embeddings))
+}
+
+/// Cosine similarity of two vectors, in f64.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
 }
 
 fn classifier(args: &Args, device: &Device) -> Result<MultiTaskClassifier> {

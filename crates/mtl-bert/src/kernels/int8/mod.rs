@@ -1,0 +1,111 @@
+//! Inference-only int8 linear layers (`--quantize int8`).
+//!
+//! Burn 0.22.1 quantises weights but computes in float (its `q_matmul` dequantises, then runs
+//! the f32 matmul), which saves memory, not time. This module runs the six linear layers of
+//! each transformer layer in integers, as ONNX Runtime's dynamic quantisation does:
+//!
+//! - **Weights**, once at load ([`Int8Linear::quantize`]): symmetric int8, one scale per output
+//!   column (`scale = max |w| / q_max`), prepacked for the GEMM. `q_max` is 127, or 63 where
+//!   the GEMM kernel adds two `u8 x i8` products in 16 bits (AVX2's and AVX-512F's
+//!   `vpmaddubsw`, without VNNI): with 7-bit weights `2 * 255 * 64 < 2^15` cannot saturate
+//!   (ONNX Runtime's `reduce_range`).
+//! - **Activations**, per row (one token) at every call: asymmetric u8 over `[min(x, 0),
+//!   max(x, 0)]`, `scale = (max - min) / 255` and an integer zero point, so that 0 is exact.
+//!   Per row rather than ONNX Runtime's one scale per tensor: an outlier token costs only its own
+//!   precision.
+//! - **GEMM**: `rten-gemm`'s u8 x i8 -> i32 kernels (AVX-512 VNNI, AVX-512, AVX2 or portable,
+//!   chosen at run time by that crate) compute the raw products; the epilogue subtracts each
+//!   row's zero point times the column's weight sum, exactly.
+//! - **Epilogue**, in the same pass over a chunk of rows while it is in cache:
+//!   `y = acc * (row scale * column scale) + bias`, then exact-erf GELU for the intermediate
+//!   layer, each output split (query, key, value) written to its own tensor.
+//!
+//! Attention's activation x activation products, softmax, LayerNorm, the embeddings and the
+//! pooler stay f32.
+//!
+//! # Exactness and determinism
+//!
+//! The integer products are exact. Rows are quantised, multiplied and finished independently in
+//! chunks of [`ROWS_PER_CHUNK`] rows, so the result does not depend on the number of threads.
+//! Non-finite activations cannot be quantised: such a row's outputs are NaN, which the
+//! encoder reports as an error naming the text (never returned as an embedding). Non-finite
+//! weights are an error at quantisation.
+
+mod gemm;
+mod quantize;
+#[cfg(test)]
+mod tests;
+
+use burn::tensor::{Tensor, TensorData};
+use rten_gemm::PackedBMatrix;
+
+pub(crate) use gemm::kernel_name;
+
+/// What follows the product of an [`Int8Linear`], in the same pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Epilogue {
+    /// `y = x W + b`.
+    Bias,
+    /// `y = gelu(x W + b)`, exact (erf) GELU.
+    BiasGelu,
+}
+
+/// A linear layer `y = x W + b` with int8 weights, for inference.
+pub(crate) struct Int8Linear {
+    /// `W` quantised, packed for the GEMM kernel: `[k, n]`.
+    packed: PackedBMatrix<i8>,
+    /// Per output column: the weight scale (`w ≈ q * scale`).
+    scales: Vec<f32>,
+    /// Per output column: the sum of its int8 weights (for the activations' zero points).
+    col_sums: Vec<i32>,
+    /// Per output column.
+    bias: Vec<f32>,
+    /// Input width.
+    k: usize,
+    /// Output width.
+    n: usize,
+}
+
+impl std::fmt::Debug for Int8Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Int8Linear")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Int8Linear {
+    /// Output width.
+    pub(crate) fn output_width(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes held (weights, scales, sums and biases).
+    pub(crate) fn bytes(&self) -> usize {
+        self.k * self.n + 12 * self.n
+    }
+
+    /// `[batch, seq, k]` -> one `[batch, seq, width]` tensor per entry of `splits` (the output
+    /// columns, left to right; they add up to the output width), on the input's device.
+    ///
+    /// The input is read in place when it is a contiguous f32 tensor no one else holds (Burn's
+    /// flex backend then hands its buffer over), and the outputs are built from our buffers.
+    pub(crate) fn forward_tensor(
+        &self,
+        x: Tensor<3>,
+        epilogue: Epilogue,
+        splits: &[usize],
+    ) -> Vec<Tensor<3>> {
+        let [batch, seq, width] = x.dims();
+        assert_eq!(width, self.k, "int8 linear: input width");
+        let device = x.device();
+        let data = x.into_data().convert::<f32>();
+        let values = data.as_slice::<f32>().expect("converted to f32");
+        self.forward(values, batch * seq, epilogue, splits)
+            .into_iter()
+            .zip(splits)
+            .map(|(out, &w)| Tensor::from_data(TensorData::new(out, [batch, seq, w]), &device))
+            .collect()
+    }
+}

@@ -1,0 +1,252 @@
+//! Quantisation: weights once (symmetric, per output column) and activations per row
+//! (asymmetric u8).
+
+use super::Int8Linear;
+use super::gemm::with_executor;
+use crate::kernels::isa::isa_variants;
+use rten_tensor::NdTensorView;
+
+/// The largest weight magnitude for a kernel: 63 where `u8 x i8` pairs are summed in 16 bits
+/// (`vpmaddubsw` without VNNI), else 127.
+pub(crate) fn weight_q_max(may_saturate: bool) -> i8 {
+    if may_saturate { 63 } else { 127 }
+}
+
+/// Whether this CPU's GEMM kernel sums `u8 x i8` pairs in 16 bits.
+pub(crate) fn may_saturate() -> bool {
+    with_executor(|exec| exec.may_saturate())
+}
+
+/// Per column `j` of a row-major `[k, n]` matrix: `max_i |w[i][j]|`, or `None` if any weight
+/// is NaN or infinite (with its row and column).
+fn column_max(w: &[f32], n: usize) -> Result<Vec<f32>, (usize, usize)> {
+    let mut max = vec![0.0f32; n];
+    for (i, row) in w.chunks_exact(n).enumerate() {
+        for (j, (m, &v)) in max.iter_mut().zip(row).enumerate() {
+            if !v.is_finite() {
+                return Err((i, j));
+            }
+            *m = m.max(v.abs());
+        }
+    }
+    Ok(max)
+}
+
+/// Why a weight matrix could not be quantised.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum QuantizeError {
+    /// A weight or bias is NaN or infinite.
+    NonFinite {
+        /// `"weight"` or `"bias"`.
+        tensor: &'static str,
+        /// Row (input index; 0 for the bias).
+        row: usize,
+        /// Column (output index).
+        column: usize,
+    },
+    /// The shapes do not fit `[k, n]` and `[n]`.
+    Shape(String),
+}
+
+impl std::fmt::Display for QuantizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NonFinite {
+                tensor,
+                row,
+                column,
+            } => write!(
+                f,
+                "the {tensor} holds a NaN or infinite value (row {row}, column {column})"
+            ),
+            Self::Shape(problem) => f.write_str(problem),
+        }
+    }
+}
+
+/// Symmetric per-column int8 of a row-major `[k, n]` matrix with at most `q_max` in magnitude:
+/// the quantised values (row-major) and one scale per column (`w ≈ q * scale`; 0 for a column
+/// of zeros).
+pub(crate) fn quantize_weights(
+    w: &[f32],
+    n: usize,
+    q_max: i8,
+) -> Result<(Vec<i8>, Vec<f32>), QuantizeError> {
+    let max = column_max(w, n).map_err(|(row, column)| QuantizeError::NonFinite {
+        tensor: "weight",
+        row,
+        column,
+    })?;
+    let q_max_f = f32::from(q_max);
+    let scales: Vec<f32> = max.iter().map(|&m| m / q_max_f).collect();
+    let inverse: Vec<f32> = scales
+        .iter()
+        .map(|&s| if s > 0.0 { s.recip() } else { 0.0 })
+        .collect();
+    let mut q = vec![0i8; w.len()];
+    for (q, w) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
+        for ((q, &w), &inv) in q.iter_mut().zip(w).zip(&inverse) {
+            *q = (w * inv).round_ties_even().clamp(-q_max_f, q_max_f) as i8;
+        }
+    }
+    Ok((q, scales))
+}
+
+impl Int8Linear {
+    /// Quantises `y = x W + b`, `W` row-major `[k, n]` (Burn's `Linear` layout: input rows,
+    /// output columns), `b` `[n]` (zeros when `None`), for the GEMM kernel this CPU runs.
+    pub(crate) fn quantize(
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+    ) -> Result<Self, QuantizeError> {
+        if k == 0 || n == 0 || weight.len() != k * n {
+            return Err(QuantizeError::Shape(format!(
+                "a weight of {} values is not a non-empty [{k}, {n}] matrix",
+                weight.len()
+            )));
+        }
+        let bias = match bias {
+            Some(b) if b.len() != n => {
+                return Err(QuantizeError::Shape(format!(
+                    "a bias of {} values for {n} outputs",
+                    b.len()
+                )));
+            }
+            Some(b) => {
+                if let Some(column) = b.iter().position(|v| !v.is_finite()) {
+                    return Err(QuantizeError::NonFinite {
+                        tensor: "bias",
+                        row: 0,
+                        column,
+                    });
+                }
+                b.to_vec()
+            }
+            None => vec![0.0; n],
+        };
+        let (q, scales) = quantize_weights(weight, n, weight_q_max(may_saturate()))?;
+        let mut col_sums = vec![0i32; n];
+        for row in q.chunks_exact(n) {
+            for (sum, &v) in col_sums.iter_mut().zip(row) {
+                *sum += i32::from(v);
+            }
+        }
+        let packed =
+            with_executor(|exec| exec.prepack_b(NdTensorView::from_data([k, n], q.as_slice())));
+        Ok(Self {
+            packed,
+            scales,
+            col_sums,
+            bias,
+            k,
+            n,
+        })
+    }
+
+    /// The packed weights.
+    pub(super) fn packed(&self) -> &rten_gemm::PackedBMatrix<i8> {
+        &self.packed
+    }
+
+    /// Per column: the sum of the int8 weights, the weight scale and the bias.
+    pub(super) fn columns(&self) -> (&[i32], &[f32], &[f32]) {
+        (&self.col_sums, &self.scales, &self.bias)
+    }
+}
+
+/// Per-row u8 quantisation of `rows` row-major rows of width `k`.
+///
+/// Writes `q` (`[rows, k]`), each row's zero point and scale (`x ≈ (q - zero) * scale`), and
+/// returns a mask of the rows holding NaN or an infinity (their `q` is all zero point).
+#[inline(always)]
+fn quantize_rows_generic<const FMA: bool>(
+    x: &[f32],
+    k: usize,
+    q: &mut [u8],
+    zero: &mut [u8],
+    scale: &mut [f32],
+    non_finite: &mut [bool],
+) {
+    for ((((x, q), zero), scale), bad) in x
+        .chunks_exact(k)
+        .zip(q.chunks_exact_mut(k))
+        .zip(zero.iter_mut())
+        .zip(scale.iter_mut())
+        .zip(non_finite.iter_mut())
+    {
+        // Lane-wise min, max and a NaN probe (`v * 0` is NaN for NaN and infinities), folded
+        // across 8 lanes so that LLVM keeps them in vector registers.
+        let mut lo = [0.0f32; 8];
+        let mut hi = [0.0f32; 8];
+        let mut probe = [0.0f32; 8];
+        let mut chunks = x.chunks_exact(8);
+        for c in &mut chunks {
+            for l in 0..8 {
+                lo[l] = lo[l].min(c[l]);
+                hi[l] = hi[l].max(c[l]);
+                probe[l] += c[l] * 0.0;
+            }
+        }
+        for &v in chunks.remainder() {
+            lo[0] = lo[0].min(v);
+            hi[0] = hi[0].max(v);
+            probe[0] += v * 0.0;
+        }
+        let min = lo.iter().copied().fold(0.0f32, f32::min);
+        let max = hi.iter().copied().fold(0.0f32, f32::max);
+        *bad = probe.iter().any(|p| !p.is_finite()) || !(max - min).is_finite();
+        let range = max - min;
+        if *bad || range == 0.0 {
+            // All zeros (or unusable): every value maps to the zero point 0.
+            *scale = 1.0;
+            *zero = 0;
+            q.fill(0);
+            continue;
+        }
+        let s = range / 255.0;
+        let inv = s.recip();
+        let z = (-min * inv).round_ties_even().clamp(0.0, 255.0);
+        *scale = s;
+        *zero = z as u8;
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = round_to_u8(v * inv + z);
+        }
+    }
+}
+
+/// `v` rounded to the nearest integer (ties to even) and clamped to `[0, 255]`.
+///
+/// Adding `1.5 * 2^23` to a float in `[0, 255]` leaves its rounded value (the FPU's
+/// round-to-nearest-even) in the low bits of the sum's mantissa: a vectorisable float add and
+/// bit cast, where `round_ties_even() as u8` is a saturating conversion LLVM keeps scalar.
+#[inline(always)]
+pub(crate) fn round_to_u8(v: f32) -> u8 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v.clamp(0.0, 255.0) + MAGIC).to_bits() as u8
+}
+
+isa_variants!(
+    quantize_rows_isa,
+    quantize_rows_generic,
+    (x: &[f32], k: usize, q: &mut [u8], zero: &mut [u8], scale: &mut [f32], non_finite: &mut [bool])
+);
+
+/// [`quantize_rows_generic`] compiled for `isa` (which the CPU must support).
+pub(crate) fn quantize_rows(
+    isa: crate::kernels::Isa,
+    x: &[f32],
+    k: usize,
+    q: &mut [u8],
+    zero: &mut [u8],
+    scale: &mut [f32],
+    non_finite: &mut [bool],
+) {
+    assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
+    let rows = x.len() / k;
+    assert_eq!(x.len(), rows * k, "whole rows");
+    assert!(q.len() == x.len() && zero.len() == rows && scale.len() == rows);
+    assert_eq!(non_finite.len(), rows);
+    quantize_rows_isa(isa, x, k, q, zero, scale, non_finite)
+}

@@ -1,0 +1,320 @@
+//! Inference precision: f32 throughout, or int8 linear layers.
+//!
+//! [`Precision::Int8`] quantises the six linear layers of every transformer layer once, when the
+//! model is loaded (weights symmetric int8 per output column, activations u8 per token at each
+//! call, an integer GEMM, see `kernels/int8`); the embeddings, attention's products, softmax,
+//! LayerNorm and the pooler stay f32. The checkpoint on disk is never changed. It runs on the
+//! [`INT8_BACKENDS`]; asking for it elsewhere is an [`Error::Precision`], never a silent f32 run.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::{gelu_approximate, relu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::config::HiddenAct;
+use crate::error::{Error, Result};
+use crate::kernels::int8::{Epilogue, Int8Linear};
+use crate::layer::BertLayer;
+use crate::model::BertModel;
+
+/// The backends that run [`Precision::Int8`].
+pub const INT8_BACKENDS: &[&str] = &["flex"];
+
+/// How a loaded encoder computes (`--quantize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// f32 throughout, as the checkpoint (the default).
+    #[default]
+    Fp32,
+    /// int8 linear layers, quantised at load (flex backend only).
+    Int8,
+}
+
+impl Precision {
+    /// Every precision, as named on the command line.
+    pub const ALL: [Precision; 2] = [Precision::Fp32, Precision::Int8];
+
+    /// `"fp32"` or `"int8"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// Whether `device` runs this precision: f32 everywhere, int8 on the flex CPU backend
+    /// (without autodiff: the int8 path is inference only).
+    pub fn runs_on(self, device: &Device) -> bool {
+        match self {
+            Precision::Fp32 => true,
+            Precision::Int8 => {
+                !device.is_autodiff() && crate::kernels::bias_gelu::uses_extension(device)
+            }
+        }
+    }
+
+    /// A line for logs and `/info`: `"fp32"`, or `"int8 (x86_64-u8i8i32-avx2)"` naming the
+    /// integer GEMM kernel this CPU runs.
+    pub fn describe(self) -> String {
+        match self {
+            Precision::Fp32 => "fp32".into(),
+            Precision::Int8 => format!("int8 ({})", crate::kernels::int8::kernel_name()),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Precision::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| Error::Precision(format!("unknown precision {s:?} (fp32 or int8)")))
+    }
+}
+
+/// A transformer layer's linear layers in int8; the rest of the layer stays in [`BertLayer`].
+#[derive(Debug)]
+pub(crate) struct Int8Layer {
+    /// Query, key and value as one `[hidden, 3 hidden]` product (one quantisation of the input).
+    qkv: Int8Linear,
+    /// `attention.output.dense`.
+    attention_output: Int8Linear,
+    /// `intermediate.dense` (with exact GELU fused when the activation is `gelu`).
+    intermediate: Int8Linear,
+    /// `output.dense`.
+    output: Int8Linear,
+}
+
+/// A linear layer's weight (`[in, out]`, row-major) and bias as f32 values.
+fn linear_values(linear: &Linear) -> (Vec<f32>, Option<Vec<f32>>, usize, usize) {
+    let [k, n] = linear.weight.dims();
+    let values = |t: Tensor<2>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32")
+    };
+    let weight = values(linear.weight.val());
+    let bias = linear.bias.as_ref().map(|b| {
+        b.val()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32")
+    });
+    (weight, bias, k, n)
+}
+
+/// Replaces a linear layer's weights by empty tensors: the int8 copy replaces them.
+fn drop_weights(linear: &mut Linear, device: &Device) {
+    linear.weight = Param::from_tensor(Tensor::zeros([0, 0], device));
+    linear.bias = linear
+        .bias
+        .as_ref()
+        .map(|_| Param::from_tensor(Tensor::zeros([0], device)));
+}
+
+fn quantize_one(linear: &Linear, name: &str) -> Result<Int8Linear> {
+    let (weight, bias, k, n) = linear_values(linear);
+    Int8Linear::quantize(&weight, bias.as_deref(), k, n)
+        .map_err(|e| Error::Precision(format!("cannot quantise `{name}` to int8: {e}")))
+}
+
+impl Int8Layer {
+    /// Quantises layer `index`'s linear layers (checkpoint names in errors).
+    fn quantize(layer: &BertLayer, index: usize) -> Result<Self> {
+        let prefix = format!("encoder.layer.{index}");
+        let attention = &layer.attention.self_attention;
+        let parts = [&attention.query, &attention.key, &attention.value];
+        let names = ["query", "key", "value"];
+        let mut columns = Vec::new();
+        for (linear, name) in parts.iter().zip(names) {
+            let (weight, bias, k, n) = linear_values(linear);
+            let bias = bias.unwrap_or_else(|| vec![0.0; n]);
+            columns.push((weight, bias, k, n, name));
+        }
+        let k = columns[0].2;
+        let n: usize = columns.iter().map(|c| c.3).sum();
+        let mut weight = Vec::with_capacity(k * n);
+        for row in 0..k {
+            for (w, _, _, width, _) in &columns {
+                weight.extend_from_slice(&w[row * width..(row + 1) * width]);
+            }
+        }
+        let bias: Vec<f32> = columns.iter().flat_map(|c| c.1.iter().copied()).collect();
+        let qkv = Int8Linear::quantize(&weight, Some(&bias), k, n).map_err(|e| {
+            Error::Precision(format!(
+                "cannot quantise `{prefix}.attention.self.{{query,key,value}}` to int8: {e}"
+            ))
+        })?;
+        Ok(Self {
+            qkv,
+            attention_output: quantize_one(
+                &layer.attention.output.dense,
+                &format!("{prefix}.attention.output.dense"),
+            )?,
+            intermediate: quantize_one(
+                &layer.intermediate.dense,
+                &format!("{prefix}.intermediate.dense"),
+            )?,
+            output: quantize_one(&layer.output.dense, &format!("{prefix}.output.dense"))?,
+        })
+    }
+
+    /// Bytes of int8 weights, scales and biases.
+    fn bytes(&self) -> usize {
+        [
+            &self.qkv,
+            &self.attention_output,
+            &self.intermediate,
+            &self.output,
+        ]
+        .iter()
+        .map(|l| l.bytes())
+        .sum()
+    }
+}
+
+impl BertLayer {
+    /// [`BertLayer::forward`] at inference with the int8 linear layers of `int8`.
+    pub(crate) fn forward_int8(
+        &self,
+        int8: &Int8Layer,
+        hidden: Tensor<3>,
+        bias: Tensor<4>,
+    ) -> Tensor<3> {
+        let [batch, seq_len, width] = hidden.dims();
+        let heads = self.attention.self_attention.num_heads;
+        let head_dim = width / heads;
+        let mut qkv = int8
+            .qkv
+            .forward_tensor(hidden.clone(), Epilogue::Bias, &[width, width, width])
+            .into_iter()
+            .map(|t| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2));
+        let (query, key, value) = (
+            qkv.next().expect("query"),
+            qkv.next().expect("key"),
+            qkv.next().expect("value"),
+        );
+        let context = attention(
+            query,
+            key,
+            value,
+            None,
+            Some(bias),
+            AttentionModuleOptions::default(),
+        )
+        .swap_dims(1, 2)
+        .reshape([batch, seq_len, width]);
+        let projected = single(int8.attention_output.forward_tensor(
+            context,
+            Epilogue::Bias,
+            &[width],
+        ));
+        let attended = self.attention.output.layer_norm.forward(projected + hidden);
+        let inner = int8.intermediate.output_width();
+        let expanded = match self.intermediate.activation {
+            HiddenAct::Gelu => single(int8.intermediate.forward_tensor(
+                attended.clone(),
+                Epilogue::BiasGelu,
+                &[inner],
+            )),
+            HiddenAct::GeluTanh => gelu_approximate(single(int8.intermediate.forward_tensor(
+                attended.clone(),
+                Epilogue::Bias,
+                &[inner],
+            ))),
+            HiddenAct::Relu => relu(single(int8.intermediate.forward_tensor(
+                attended.clone(),
+                Epilogue::Bias,
+                &[inner],
+            ))),
+        };
+        let hidden_width = int8.output.output_width();
+        let out = single(
+            int8.output
+                .forward_tensor(expanded, Epilogue::Bias, &[hidden_width]),
+        );
+        self.output.layer_norm.forward(out + attended)
+    }
+}
+
+fn single(mut tensors: Vec<Tensor<3>>) -> Tensor<3> {
+    tensors.pop().expect("one output")
+}
+
+impl BertModel {
+    /// The model at `precision`, for inference: [`Precision::Fp32`] returns it unchanged;
+    /// [`Precision::Int8`] quantises every transformer layer's linear layers (taking
+    /// milliseconds) and frees their f32 weights, so the result can only run inference (it is
+    /// never saved or trained; [`Self::precision`] tells).
+    ///
+    /// Fails with [`Error::Precision`] on a device without the int8 kernels (see
+    /// [`INT8_BACKENDS`]) or an autodiff device, and when a weight is NaN or infinite (naming the
+    /// tensor).
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        if precision == Precision::Fp32 || self.precision() == precision {
+            return Ok(self);
+        }
+        let device = self
+            .devices()
+            .into_iter()
+            .next()
+            .expect("a BERT model has parameters");
+        if !precision.runs_on(&device) {
+            return Err(Error::Precision(format!(
+                "{precision} inference runs on these backends: {} (without autodiff); the model \
+                 is on {device:?}",
+                INT8_BACKENDS.join(", ")
+            )));
+        }
+        for (index, layer) in self.encoder.layer.iter_mut().enumerate() {
+            let int8 = Int8Layer::quantize(layer, index)?;
+            let attention = &mut layer.attention.self_attention;
+            for linear in [
+                &mut attention.query,
+                &mut attention.key,
+                &mut attention.value,
+            ] {
+                drop_weights(linear, &device);
+            }
+            drop_weights(&mut layer.attention.output.dense, &device);
+            drop_weights(&mut layer.intermediate.dense, &device);
+            drop_weights(&mut layer.output.dense, &device);
+            layer.int8 = Some(Arc::new(int8));
+        }
+        Ok(self)
+    }
+
+    /// How the model computes: [`Precision::Int8`] after [`Self::with_precision`] made it so.
+    pub fn precision(&self) -> Precision {
+        match self.encoder.layer.first() {
+            Some(layer) if layer.int8.is_some() => Precision::Int8,
+            _ => Precision::Fp32,
+        }
+    }
+
+    /// Bytes held by the int8 linear layers (0 at f32).
+    pub fn int8_bytes(&self) -> usize {
+        self.encoder
+            .layer
+            .iter()
+            .filter_map(|l| l.int8.as_ref())
+            .map(|q| q.bytes())
+            .sum()
+    }
+}
