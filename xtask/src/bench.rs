@@ -21,19 +21,22 @@ const MEASUREMENTS: [(&str, &str, usize); 5] = [
 /// Texts of the benchmark corpus taken from each data set's training split (file order).
 const PER_DATASET: usize = 1000;
 
-/// An implementation measured beside ours, by a script of `scripts/` in the PyTorch venv.
+/// An implementation measured beside ours (fp32): a script of `scripts/` in the PyTorch venv,
+/// or our own binary at another precision.
 struct Peer {
     /// `who` in results.json.
     who: &'static str,
     /// Its name in the table.
     title: &'static str,
-    script: &'static str,
+    /// The script, or `None` for our `mtl-bench`.
+    script: Option<&'static str>,
     /// Arguments after the common ones.
     args: &'static [&'static str],
     /// Measured for the embedding measurements only.
     embed_only: bool,
-    /// The table has an "ours / title" column.
-    ratio: bool,
+    /// The table has a "numerator / title" column, the numerator being `who` (ours, or ours
+    /// in int8) and the title its name.
+    ratio: Option<(&'static str, &'static str)>,
     /// The table has the cosine similarity of its embeddings to fp32's.
     cosine: bool,
 }
@@ -41,31 +44,42 @@ struct Peer {
 const PYTORCH: Peer = Peer {
     who: "pytorch",
     title: "PyTorch",
-    script: "scripts/bench_pytorch.py",
+    script: Some("scripts/bench_pytorch.py"),
     args: &[],
     embed_only: false,
-    ratio: true,
+    ratio: Some(("ours", "ours")),
     cosine: false,
 };
 
 const ORT_FP32: Peer = Peer {
     who: "onnxruntime-fp32",
     title: "ORT fp32",
-    script: "scripts/bench_onnxruntime.py",
+    script: Some("scripts/bench_onnxruntime.py"),
     args: &["--precision", "fp32"],
     embed_only: true,
-    ratio: true,
+    ratio: Some(("ours", "ours")),
     cosine: false,
 };
 
-/// Not compared with ours (another precision); its cosine similarity to fp32 instead.
+/// Ours with `--quantize int8`, its cosine similarity to our fp32 embeddings beside.
+const OURS_INT8: Peer = Peer {
+    who: "ours-int8",
+    title: "ours int8",
+    script: None,
+    args: &["--quantize", "int8"],
+    embed_only: true,
+    ratio: None,
+    cosine: true,
+};
+
+/// Compared with ours in int8, its cosine similarity to ORT fp32's embeddings beside.
 const ORT_INT8: Peer = Peer {
     who: "onnxruntime-int8",
     title: "ORT int8",
-    script: "scripts/bench_onnxruntime.py",
+    script: Some("scripts/bench_onnxruntime.py"),
     args: &["--precision", "int8"],
     embed_only: true,
-    ratio: false,
+    ratio: Some(("ours-int8", "ours int8")),
     cosine: true,
 };
 
@@ -74,10 +88,22 @@ impl Peer {
         !self.embed_only || measurement == "embed"
     }
 
-    fn command(&self, common: &[String], threads: usize) -> Command {
+    /// The command measuring `common`; `ours` is our `mtl-bench` with its backend's
+    /// arguments and environment.
+    fn command(&self, common: &[String], threads: usize, ours: &Command) -> Command {
+        let Some(script) = self.script else {
+            let mut command = Command::new(ours.get_program());
+            command.args(common).args(ours.get_args()).args(self.args);
+            for (key, value) in ours.get_envs() {
+                if let Some(value) = value {
+                    command.env(key, value);
+                }
+            }
+            return command;
+        };
         let mut command = Command::new("python3");
         command
-            .arg(workspace_root().join(self.script))
+            .arg(workspace_root().join(script))
             .args(common)
             .args(["--threads", &threads.to_string()])
             .args(self.args)
@@ -114,7 +140,7 @@ pub fn run(
         peers.push(&PYTORCH);
     }
     if with_onnxruntime {
-        peers.extend([&ORT_FP32, &ORT_INT8]);
+        peers.extend([&ORT_FP32, &OURS_INT8, &ORT_INT8]);
     }
     let mut results: Results = Vec::new();
     // Every repetition runs ours, then each peer, for every measurement.
@@ -132,13 +158,18 @@ pub fn run(
             eprintln!("[{}/{repeat}] {name}: ours ({backend})", rep + 1);
             let mut command = Command::new(&ours);
             command
-                .args(&common)
                 .args(["--backend", backend])
+                .envs(env.iter().map(|(k, v)| (k, v)));
+            let ours_command = command;
+            let mut command = Command::new(&ours);
+            command
+                .args(&common)
+                .args(ours_command.get_args())
                 .envs(env.iter().map(|(k, v)| (k, v)));
             results.push((name.to_string(), "ours", run_json(command)?));
             for peer in peers.iter().filter(|p| p.measures(measurement)) {
                 eprintln!("[{}/{repeat}] {name}: {}", rep + 1, peer.title);
-                let command = peer.command(&common, threads);
+                let command = peer.command(&common, threads, &ours_command);
                 results.push((name.to_string(), peer.who, run_json(command)?));
             }
         }
@@ -278,8 +309,8 @@ fn table(
     let mut header = vec!["measurement".to_string(), format!("ours ({backend})")];
     for peer in peers {
         header.push(peer.title.into());
-        if peer.ratio {
-            header.push(format!("ours / {}", peer.title));
+        if let Some((_, numerator)) = peer.ratio {
+            header.push(format!("{numerator} / {}", peer.title));
         }
         if peer.cosine {
             header.push(format!("{} cosine to fp32", peer.title));
@@ -313,10 +344,12 @@ fn table(
         let mut row = vec![label, throughput(&ours)];
         for (peer, summary) in peers.iter().zip(&theirs) {
             row.push(summary.as_ref().map_or("-".into(), throughput));
-            if peer.ratio {
-                row.push(summary.as_ref().map_or("-".into(), |s| {
-                    format!("{:.2}x", ours.throughput / s.throughput)
-                }));
+            if let Some((who, _)) = peer.ratio {
+                let numerator = Summary::of(results, name, who);
+                row.push(match (numerator, summary) {
+                    (Some(n), Some(s)) => format!("{:.2}x", n.throughput / s.throughput),
+                    _ => "-".into(),
+                });
             }
             if peer.cosine {
                 row.push(match summary.as_ref().and_then(|s| s.cosine) {
@@ -348,8 +381,9 @@ fn table(
         out += &format!(
             "\nORT: ONNX Runtime {version} (CPU, ORT_ENABLE_ALL) on the model exported to ONNX, \
              embedding measurements only; int8 is its dynamic quantisation (QInt8 weights, per \
-             channel); its cosine is to ORT fp32's embeddings over the corpus, the median of the \
-             means (the smallest of any text in brackets)."
+             channel). Ours in int8 is `--quantize int8`. Each int8's cosine is to its own fp32 \
+             embeddings over the corpus: the median of the means (the smallest of any text in \
+             brackets)."
         );
     }
     out
@@ -384,6 +418,7 @@ mod tests {
                 "onnxruntime-fp32",
                 json!({"throughput": 200.0, "peak_rss_mib": 500.0, "onnxruntime": "1.32.0"}),
             ));
+            results.push(("embed32".into(), "ours-int8", json!({"throughput": 330.0, "peak_rss_mib": 290.0, "cosine_to_fp32": 0.997, "cosine_to_fp32_min": 0.991})));
             results.push(("embed32".into(), "onnxruntime-int8", json!({"throughput": 300.0, "peak_rss_mib": 400.0, "cosine_to_fp32": 0.99, "cosine_to_fp32_min": 0.98})));
         }
         results.push((
@@ -402,26 +437,29 @@ mod tests {
             &selected,
             "flex",
             2,
-            &[&PYTORCH, &ORT_FP32, &ORT_INT8],
+            &[&PYTORCH, &ORT_FP32, &OURS_INT8, &ORT_INT8],
         );
         let lines: Vec<_> = table.lines().collect();
         assert_eq!(
             lines[0],
             "| measurement | ours (flex) | PyTorch | ours / PyTorch | ORT fp32 | ours / ORT fp32 \
-             | ORT int8 | ORT int8 cosine to fp32 | ours peak RSS | PyTorch peak RSS \
-             | ORT fp32 peak RSS | ORT int8 peak RSS |"
+             | ours int8 | ours int8 cosine to fp32 | ORT int8 | ours int8 / ORT int8 \
+             | ORT int8 cosine to fp32 | ours peak RSS | PyTorch peak RSS | ORT fp32 peak RSS \
+             | ours int8 peak RSS | ORT int8 peak RSS |"
         );
-        assert_eq!(lines[1], "|---".repeat(12) + "|");
+        assert_eq!(lines[1], "|---".repeat(16) + "|");
         assert_eq!(
             lines[2],
             "| embedding, batch 32 (texts/s) | 100.0 (90.0-120.0) | 80.0 (80.0-80.0) | 1.25x \
-             | 200.0 (200.0-200.0) | 0.50x | 300.0 (300.0-300.0) | 0.9900 (min 0.9800) \
-             | 310 MiB | 900 MiB | 500 MiB | 400 MiB |"
+             | 200.0 (200.0-200.0) | 0.50x | 330.0 (330.0-330.0) | 0.9970 (min 0.9910) \
+             | 300.0 (300.0-300.0) | 1.10x | 0.9900 (min 0.9800) \
+             | 310 MiB | 900 MiB | 500 MiB | 290 MiB | 400 MiB |"
         );
         assert_eq!(
             lines[3],
             "| full fine-tuning, batch 32, 64 tokens (examples/s) | 15.0 (15.0-15.0) \
-             | 30.0 (30.0-30.0) | 0.50x | - | - | - | - | 1200 MiB | 2200 MiB | - | - |"
+             | 30.0 (30.0-30.0) | 0.50x | - | - | - | - | - | - | - | 1200 MiB | 2200 MiB | - \
+             | - | - |"
         );
         assert!(table.contains("ONNX Runtime 1.32.0"));
         // Ours alone: no peer columns, no ORT note.

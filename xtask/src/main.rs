@@ -59,7 +59,8 @@ enum Task {
     /// full fine-tuning and frozen-encoder training (batch 32, 64 tokens) on all-MiniLM-L6-v2
     /// and 2,000 sentences of the data sets; with --with-pytorch the same measurements through
     /// sentence-transformers / PyTorch, and with --with-onnxruntime the embedding ones through
-    /// ONNX Runtime (fp32 and int8), interleaved in the same run. Prints a Markdown table of
+    /// ONNX Runtime (fp32 and int8) beside ours in int8 (`--quantize int8`), interleaved in the
+    /// same run. Prints a Markdown table of
     /// medians (with min-max) and writes target/bench/results.json.
     Bench {
         /// flex (CPU, default), ndarray, wgpu, tch or cuda.
@@ -70,8 +71,9 @@ enum Task {
         with_pytorch: bool,
         /// Also run scripts/bench_onnxruntime.py for the embedding measurements: the model
         /// exported to ONNX (once, into .cache/bench/onnx) and run by ONNX Runtime on the CPU in
-        /// fp32 and in int8 (dynamic quantisation), with the int8 embeddings' cosine similarity
-        /// to fp32's (creates .cache/torch-venv on first use).
+        /// fp32 and in int8 (dynamic quantisation), and ours with --quantize int8 beside, with
+        /// each int8's cosine similarity to its fp32 embeddings (creates .cache/torch-venv on
+        /// first use).
         #[arg(long)]
         with_onnxruntime: bool,
         /// Repetitions of every measurement (each in its own process).

@@ -177,6 +177,20 @@ impl FromStr for Backend {
     }
 }
 
+/// Runs `work` on a worker thread of rayon's global pool (the one Burn's CPU backends, and our
+/// kernels, run their parallel operations on), waiting for it; at once when already on one.
+///
+/// A parallel operation started from a thread outside the pool hands its work to the pool and
+/// blocks until it is done; one started on a worker runs a share itself and lets the other
+/// workers steal the rest. A forward pass is a few hundred such operations, so running it on a
+/// worker saves two context switches each.
+pub(crate) fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return work();
+    }
+    rayon::scope(|_| work())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

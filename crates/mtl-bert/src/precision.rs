@@ -11,17 +11,20 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use burn::module::Param;
-use burn::nn::Linear;
+use burn::nn::{Initializer, LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use crate::config::HiddenAct;
+use crate::attention::linear;
+use crate::checkpoint::{Checkpoint, hf_name};
+use crate::config::{BertConfig, HiddenAct};
+use crate::embeddings::BertEmbeddings;
 use crate::error::{Error, Result};
 use crate::kernels::int8::{Epilogue, Int8Linear};
 use crate::layer::BertLayer;
-use crate::model::BertModel;
+use crate::model::{BertEncoder, BertModel, BertPooler};
 
 /// The backends that run [`Precision::Int8`].
 pub const INT8_BACKENDS: &[&str] = &["flex"];
@@ -128,15 +131,60 @@ fn drop_weights(linear: &mut Linear, device: &Device) {
         .map(|_| Param::from_tensor(Tensor::zeros([0], device)));
 }
 
-fn quantize_one(linear: &Linear, name: &str) -> Result<Int8Linear> {
+/// How large a LayerNorm's outputs get per channel, `|beta| + 3 |gamma|`: the normalised
+/// values are mostly within 3 of zero, and the channels where BERT's activations have their
+/// outliers are those with large `gamma` or `beta` (Kovaleva et al. 2021).
+fn layer_norm_range(norm: &LayerNorm) -> Vec<f32> {
+    let values = |t: Tensor<1>| {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32")
+    };
+    let gamma = values(norm.gamma.val());
+    let beta = norm
+        .beta
+        .as_ref()
+        .map_or_else(|| vec![0.0; gamma.len()], |b| values(b.val()));
+    gamma
+        .iter()
+        .zip(&beta)
+        .map(|(g, b)| b.abs() + 3.0 * g.abs())
+        .collect()
+}
+
+/// SmoothQuant's factors (alpha 0.5) for a layer whose input channels reach `range` and whose
+/// row-major `[k, n]` weight is `weight`: `s_k = sqrt(range_k / max_j |W[k][j]|)`, 1 where either
+/// is 0 or not finite, divided by their geometric mean (a common factor changes nothing).
+fn smoothing(range: &[f32], weight: &[f32], n: usize) -> Vec<f32> {
+    let mut factors: Vec<f32> = weight
+        .chunks_exact(n)
+        .zip(range)
+        .map(|(row, &r)| {
+            let w = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let s = (r / w).sqrt();
+            if s.is_finite() && s > 0.0 { s } else { 1.0 }
+        })
+        .collect();
+    let log_mean = factors.iter().map(|s| f64::from(*s).ln()).sum::<f64>() / factors.len() as f64;
+    let mean = log_mean.exp() as f32;
+    if mean.is_finite() && mean > 0.0 {
+        factors.iter_mut().for_each(|s| *s /= mean);
+    }
+    factors
+}
+
+fn quantize_one(linear: &Linear, name: &str, input_range: Option<&[f32]>) -> Result<Int8Linear> {
     let (weight, bias, k, n) = linear_values(linear);
-    Int8Linear::quantize(&weight, bias.as_deref(), k, n)
+    let smooth = input_range.map(|range| smoothing(range, &weight, n));
+    Int8Linear::quantize_smoothed(&weight, bias.as_deref(), k, n, smooth.as_deref())
         .map_err(|e| Error::Precision(format!("cannot quantise `{name}` to int8: {e}")))
 }
 
 impl Int8Layer {
-    /// Quantises layer `index`'s linear layers (checkpoint names in errors).
-    fn quantize(layer: &BertLayer, index: usize) -> Result<Self> {
+    /// Quantises layer `index`'s linear layers (checkpoint names in errors); `input_range` is
+    /// the per-channel range of the layer's input (the LayerNorm before it), for smoothing.
+    fn quantize(layer: &BertLayer, index: usize, input_range: &[f32]) -> Result<Self> {
         let prefix = format!("encoder.layer.{index}");
         let attention = &layer.attention.self_attention;
         let parts = [&attention.query, &attention.key, &attention.value];
@@ -156,22 +204,26 @@ impl Int8Layer {
             }
         }
         let bias: Vec<f32> = columns.iter().flat_map(|c| c.1.iter().copied()).collect();
-        let qkv = Int8Linear::quantize(&weight, Some(&bias), k, n).map_err(|e| {
-            Error::Precision(format!(
-                "cannot quantise `{prefix}.attention.self.{{query,key,value}}` to int8: {e}"
-            ))
-        })?;
+        let smooth = smoothing(input_range, &weight, n);
+        let qkv = Int8Linear::quantize_smoothed(&weight, Some(&bias), k, n, Some(&smooth))
+            .map_err(|e| {
+                Error::Precision(format!(
+                    "cannot quantise `{prefix}.attention.self.{{query,key,value}}` to int8: {e}"
+                ))
+            })?;
         Ok(Self {
             qkv,
             attention_output: quantize_one(
                 &layer.attention.output.dense,
                 &format!("{prefix}.attention.output.dense"),
+                None,
             )?,
             intermediate: quantize_one(
                 &layer.intermediate.dense,
                 &format!("{prefix}.intermediate.dense"),
+                Some(&layer_norm_range(&layer.attention.output.layer_norm)),
             )?,
-            output: quantize_one(&layer.output.dense, &format!("{prefix}.output.dense"))?,
+            output: quantize_one(&layer.output.dense, &format!("{prefix}.output.dense"), None)?,
         })
     }
 
@@ -253,6 +305,42 @@ impl BertLayer {
     }
 }
 
+/// Fails unless `device` runs `precision`.
+fn check_runs_on(precision: Precision, device: &Device) -> Result<()> {
+    if precision.runs_on(device) {
+        return Ok(());
+    }
+    Err(Error::Precision(format!(
+        "{precision} inference runs on these backends: {} (without autodiff); the model is on \
+         {device:?}",
+        INT8_BACKENDS.join(", ")
+    )))
+}
+
+/// Quantises layer `index` (its input reaching `input_range` per channel) and frees its f32
+/// linear weights; returns the range of its output (its last LayerNorm's), the next layer's input.
+fn quantize_layer(
+    layer: &mut BertLayer,
+    index: usize,
+    input_range: &[f32],
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let int8 = Int8Layer::quantize(layer, index, input_range)?;
+    let attention = &mut layer.attention.self_attention;
+    for linear in [
+        &mut attention.query,
+        &mut attention.key,
+        &mut attention.value,
+    ] {
+        drop_weights(linear, device);
+    }
+    drop_weights(&mut layer.attention.output.dense, device);
+    drop_weights(&mut layer.intermediate.dense, device);
+    drop_weights(&mut layer.output.dense, device);
+    layer.int8 = Some(Arc::new(int8));
+    Ok(layer_norm_range(&layer.output.layer_norm))
+}
+
 fn single(mut tensors: Vec<Tensor<3>>) -> Tensor<3> {
     tensors.pop().expect("one output")
 }
@@ -275,29 +363,52 @@ impl BertModel {
             .into_iter()
             .next()
             .expect("a BERT model has parameters");
-        if !precision.runs_on(&device) {
-            return Err(Error::Precision(format!(
-                "{precision} inference runs on these backends: {} (without autodiff); the model \
-                 is on {device:?}",
-                INT8_BACKENDS.join(", ")
-            )));
-        }
+        check_runs_on(precision, &device)?;
+        let mut input_range = layer_norm_range(&self.embeddings.layer_norm);
         for (index, layer) in self.encoder.layer.iter_mut().enumerate() {
-            let int8 = Int8Layer::quantize(layer, index)?;
-            let attention = &mut layer.attention.self_attention;
-            for linear in [
-                &mut attention.query,
-                &mut attention.key,
-                &mut attention.value,
-            ] {
-                drop_weights(linear, &device);
-            }
-            drop_weights(&mut layer.attention.output.dense, &device);
-            drop_weights(&mut layer.intermediate.dense, &device);
-            drop_weights(&mut layer.output.dense, &device);
-            layer.int8 = Some(Arc::new(int8));
+            input_range = quantize_layer(layer, index, &input_range, &device)?;
         }
         Ok(self)
+    }
+
+    /// [`Self::from_checkpoint`] at `precision`. At [`Precision::Int8`] each transformer layer
+    /// is quantised as soon as it is read, so that only one layer's f32 weights are ever held
+    /// besides the embeddings: the peak memory of loading is below f32's.
+    pub fn from_checkpoint_with_precision(
+        checkpoint: &mut Checkpoint,
+        config: &BertConfig,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self> {
+        if precision == Precision::Fp32 {
+            return Self::from_checkpoint(checkpoint, config, device);
+        }
+        check_runs_on(precision, device)?;
+        let zeros = Initializer::Zeros;
+        let embeddings = checkpoint
+            .load_into(BertEmbeddings::init(config, &zeros, device), |p| {
+                hf_name(&format!("embeddings.{p}"))
+            })?;
+        let pooler = if checkpoint.has_prefix("pooler.") {
+            let dense = linear(config.hidden_size, config.hidden_size, &zeros, device);
+            Some(checkpoint.load_into(BertPooler { dense }, |p| hf_name(&format!("pooler.{p}")))?)
+        } else {
+            None
+        };
+        let mut input_range = layer_norm_range(&embeddings.layer_norm);
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for index in 0..config.num_hidden_layers {
+            let mut layer = checkpoint.load_into(BertLayer::init(config, &zeros, device), |p| {
+                hf_name(&format!("encoder.layer.{index}.{p}"))
+            })?;
+            input_range = quantize_layer(&mut layer, index, &input_range, device)?;
+            layers.push(layer);
+        }
+        Ok(Self {
+            embeddings,
+            encoder: BertEncoder { layer: layers },
+            pooler,
+        })
     }
 
     /// How the model computes: [`Precision::Int8`] after [`Self::with_precision`] made it so.

@@ -194,12 +194,7 @@ impl MultiTaskClassifier {
         device: &Device,
         precision: Precision,
     ) -> Result<Self> {
-        let mut classifier = Self::load_fp32(dir.as_ref(), device)?;
-        classifier.model.encoder = classifier.model.encoder.with_precision(precision)?;
-        Ok(classifier)
-    }
-
-    fn load_fp32(root: &Path, device: &Device) -> Result<Self> {
+        let root = dir.as_ref();
         let config = read_saved_config(root)?;
         let dir = ModelDir::new(root)?;
         let bert_config = dir.config()?;
@@ -208,7 +203,12 @@ impl MultiTaskClassifier {
             .unwrap_or(bert_config.max_position_embeddings);
         let tokenizer = dir.tokenizer(check_fits(length, &bert_config)?)?;
         let mut checkpoint = Checkpoint::open(dir.weights()?)?;
-        let encoder = BertModel::from_checkpoint(&mut checkpoint, &bert_config, device)?;
+        let encoder = BertModel::from_checkpoint_with_precision(
+            &mut checkpoint,
+            &bert_config,
+            device,
+            precision,
+        )?;
         check_pooler(&config, &encoder)?;
         let mut model = MultiTaskModel::new(encoder, &config, 0, device);
         let mut heads = Vec::with_capacity(config.tasks.len());

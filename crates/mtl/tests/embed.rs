@@ -612,3 +612,49 @@ fn dash_and_dev_stdout_are_standard_output() {
     expected.extend(regular_output("jsonl", &texts));
     assert_eq!(std::fs::read(&log).unwrap(), expected);
 }
+
+#[test]
+fn quantize_int8_gives_the_librarys_int8_embeddings() {
+    let texts = sample_texts();
+    let output = mtl()
+        .args(["embed", "--model", &tiny(), "--quantize", "int8"])
+        .args(&texts)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let embeddings: Vec<Vec<f32>> = parse_jsonl(&output.stdout)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    let device = mtl_bert::Backend::Flex.device(0).unwrap();
+    let encoder = mtl_bert::SentenceEncoder::load_with_precision(
+        tiny_dir(),
+        &device,
+        mtl_bert::Precision::Int8,
+    )
+    .unwrap();
+    let expected: Vec<Vec<f32>> = encoder
+        .encode(&texts, &EncodeOptions::default())
+        .unwrap()
+        .rows()
+        .map(<[f32]>::to_vec)
+        .collect();
+    assert_rows_close(&embeddings, &expected, 1e-6);
+    // Not the f32 embeddings: the quantised path ran.
+    let fp32 = library_embeddings(&tiny_dir(), &texts, &EncodeOptions::default());
+    assert!(
+        embeddings.iter().zip(&fp32).any(|(a, b)| a != b),
+        "int8 gave the f32 embeddings"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("precision: int8 ("), "{stderr}");
+}
+
+#[test]
+fn unknown_precision_is_refused() {
+    let output = mtl()
+        .args(["embed", "--model", &tiny(), "--quantize", "int4", "a"])
+        .output()
+        .unwrap();
+    assert_fails_with(&output, "[possible values: fp32, int8]");
+}

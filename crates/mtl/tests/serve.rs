@@ -120,6 +120,49 @@ fn the_official_openai_client_gets_the_sentence_encoders_embeddings() {
     assert!(answer["tokens"].as_u64().unwrap() > 0);
 }
 
+/// `--quantize int8`: `/info` says so (naming the kernel) and the embeddings are the library's
+/// int8 ones.
+#[test]
+fn a_quantised_server_reports_its_precision_and_serves_int8_embeddings() {
+    let (child, base) = serve(&["--quantize", "int8"]);
+    let info: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{base}/info"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    let texts = ["the team won the game", "a new phone"];
+    let answer: serde_json::Value = serde_json::from_str(
+        &ureq::post(&format!("{base}/embed"))
+            .set("content-type", "application/json")
+            .send_string(&serde_json::json!({ "inputs": texts, "normalize": false }).to_string())
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(stop(child).success());
+    let precision = info["precision"].as_str().unwrap();
+    assert!(precision.starts_with("int8 ("), "{info}");
+    let device = Backend::Flex.device(0).unwrap();
+    let encoder =
+        SentenceEncoder::load_with_precision(tiny_dir(), &device, mtl_bert::Precision::Int8)
+            .unwrap();
+    let expected = encoder.encode(&texts, &EncodeOptions::default()).unwrap();
+    for (i, row) in answer.as_array().unwrap().iter().enumerate() {
+        let row: Vec<f32> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        let difference = max_abs_diff(&row, expected.row(i));
+        assert!(difference <= 1e-6, "text {i}: {difference}");
+    }
+}
+
 #[test]
 fn sigterm_stops_the_server_with_status_0() {
     let (child, base) = serve(&[]);

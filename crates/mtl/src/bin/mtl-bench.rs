@@ -131,15 +131,9 @@ fn embed(
     Ok((started.elapsed().as_secs_f64(), embeddings))
 }
 
-/// Cosine similarity of two vectors, in f64.
+/// Cosine similarity of two embeddings (sentence-transformers' `cos_sim`, in f64 then f32).
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum();
-    let norm = |v: &[f32]| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-    dot / (norm(a) * norm(b))
+    f64::from(mtl_bert::cosine_matrix(&[a, b])[0][1])
 }
 
 fn classifier(args: &Args, device: &Device) -> Result<MultiTaskClassifier> {

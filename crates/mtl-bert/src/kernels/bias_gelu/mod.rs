@@ -70,8 +70,6 @@ mod extension;
     allow(dead_code, reason = "the flex extension runs them")
 )]
 pub(crate) mod kernel;
-#[cfg(all(test, feature = "flex"))]
-mod tests;
 
 #[cfg(feature = "flex")]
 pub(crate) use extension::BiasGeluBackend;
@@ -157,3 +155,6 @@ pub(crate) fn uses_extension(device: &Device) -> bool {
     allow(dead_code, reason = "the flex extension runs them")
 )]
 pub(crate) const MIN_CHUNK_ELEMS: usize = 16 * 1024;
+
+#[cfg(all(test, feature = "flex"))]
+mod tests;

@@ -197,6 +197,7 @@ impl Int8Linear {
                 row_scale,
                 non_finite,
                 acc,
+                smoothed,
             } = &mut scratch;
             q.resize(rows * k, 0);
             zero.resize(rows, 0);
@@ -210,6 +211,16 @@ impl Int8Linear {
                 &mut non_finite[..rows],
                 &mut acc[..rows * n],
             );
+            let x = match self.input_scale() {
+                Some(inv) => {
+                    smoothed.clear();
+                    for row in x.chunks_exact(k) {
+                        smoothed.extend(row.iter().zip(inv).map(|(&v, &f)| v * f));
+                    }
+                    &smoothed[..]
+                }
+                None => x,
+            };
             quantize_rows(isa, x, k, q, zero, row_scale, non_finite);
             with_executor(|exec| {
                 // Packed once here: unpacked, rten-gemm would pack it again for every block of
@@ -255,6 +266,8 @@ struct Scratch {
     row_scale: Vec<f32>,
     non_finite: Vec<bool>,
     acc: Vec<i32>,
+    /// The chunk's input divided by the smoothing factors.
+    smoothed: Vec<f32>,
 }
 
 thread_local! {

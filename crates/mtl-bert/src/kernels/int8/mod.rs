@@ -9,6 +9,11 @@
 //!   the GEMM kernel adds two `u8 x i8` products in 16 bits (AVX2's and AVX-512F's
 //!   `vpmaddubsw`, without VNNI): with 7-bit weights `2 * 255 * 64 < 2^15` cannot saturate
 //!   (ONNX Runtime's `reduce_range`).
+//! - **Smoothing** of the layers fed by a LayerNorm (query/key/value and the intermediate
+//!   layer): SmoothQuant's per-input-channel factors, estimated from the LayerNorm's `gamma` and
+//!   `beta` (no calibration data), move the outlier channels' range into the weights
+//!   ([`Int8Linear::quantize_smoothed`]). Measured on all-MiniLM-L6-v2: the worst cosine to f32
+//!   of the test texts went from 0.9939 to 0.9952, of the one-token text `"!"` from 0.982 to 0.989.
 //! - **Activations**, per row (one token) at every call: asymmetric u8 over `[min(x, 0),
 //!   max(x, 0)]`, `scale = (max - min) / 255` and an integer zero point, so that 0 is exact.
 //!   Per row rather than ONNX Runtime's one scale per tensor: an outlier token costs only its own
@@ -60,6 +65,8 @@ pub(crate) struct Int8Linear {
     col_sums: Vec<i32>,
     /// Per output column.
     bias: Vec<f32>,
+    /// Per input channel, the smoothing's `1 / s` (see [`Int8Linear::quantize_smoothed`]).
+    input_scale: Option<Vec<f32>>,
     /// Input width.
     k: usize,
     /// Output width.
@@ -83,7 +90,7 @@ impl Int8Linear {
 
     /// Bytes held (weights, scales, sums and biases).
     pub(crate) fn bytes(&self) -> usize {
-        self.k * self.n + 12 * self.n
+        self.k * self.n + 12 * self.n + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
     }
 
     /// `[batch, seq, k]` -> one `[batch, seq, width]` tensor per entry of `splits` (the output

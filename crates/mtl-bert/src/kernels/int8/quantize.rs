@@ -94,12 +94,29 @@ pub(crate) fn quantize_weights(
 
 impl Int8Linear {
     /// Quantises `y = x W + b`, `W` row-major `[k, n]` (Burn's `Linear` layout: input rows,
-    /// output columns), `b` `[n]` (zeros when `None`), for the GEMM kernel this CPU runs.
+    /// output columns), `b` `[n]` (zeros when `None`), for the GEMM kernel this CPU runs; the
+    /// model smooths some layers first ([`Self::quantize_smoothed`]).
+    #[cfg(test)]
     pub(crate) fn quantize(
         weight: &[f32],
         bias: Option<&[f32]>,
         k: usize,
         n: usize,
+    ) -> Result<Self, QuantizeError> {
+        Self::quantize_smoothed(weight, bias, k, n, None)
+    }
+
+    /// [`Self::quantize`] with per-input-channel smoothing (SmoothQuant, Xiao et al. 2023):
+    /// `x W = (x / s) (s W)`, so channel `k` of the input is divided by `smooth[k]` before it is
+    /// quantised and row `k` of `W` multiplied by it. Channels whose activations have outliers
+    /// get `s > 1`: their range moves into the weights, where each output column has its own
+    /// scale, and the other channels of a token keep more of the 8 bits.
+    pub(crate) fn quantize_smoothed(
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+        smooth: Option<&[f32]>,
     ) -> Result<Self, QuantizeError> {
         if k == 0 || n == 0 || weight.len() != k * n {
             return Err(QuantizeError::Shape(format!(
@@ -126,6 +143,24 @@ impl Int8Linear {
             }
             None => vec![0.0; n],
         };
+        let smoothed;
+        let (weight, input_scale) = match smooth {
+            Some(s) if s.len() != k || s.iter().any(|&v| !(v.is_finite() && v > 0.0)) => {
+                return Err(QuantizeError::Shape(format!(
+                    "{} smoothing factors for {k} inputs, or one not finite and positive",
+                    s.len()
+                )));
+            }
+            Some(s) => {
+                smoothed = weight
+                    .chunks_exact(n)
+                    .zip(s)
+                    .flat_map(|(row, &f)| row.iter().map(move |&w| w * f))
+                    .collect::<Vec<f32>>();
+                (&smoothed[..], Some(s.iter().map(|&f| f.recip()).collect()))
+            }
+            None => (weight, None),
+        };
         let (q, scales) = quantize_weights(weight, n, weight_q_max(may_saturate()))?;
         let mut col_sums = vec![0i32; n];
         for row in q.chunks_exact(n) {
@@ -140,6 +175,7 @@ impl Int8Linear {
             scales,
             col_sums,
             bias,
+            input_scale,
             k,
             n,
         })
@@ -148,6 +184,11 @@ impl Int8Linear {
     /// The packed weights.
     pub(super) fn packed(&self) -> &rten_gemm::PackedBMatrix<i8> {
         &self.packed
+    }
+
+    /// Per input channel: what the input is multiplied by before it is quantised (`1 / s`).
+    pub(super) fn input_scale(&self) -> Option<&[f32]> {
+        self.input_scale.as_deref()
     }
 
     /// Per column: the sum of the int8 weights, the weight scale and the bias.
