@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Libraries never print: `println!`/`eprintln!`/`print!`/`eprint!`/`dbg!` in the library crates'
-# sources, outside comments and the `#[cfg(test)]` modules that end each file, fail CI. The
+# sources, outside comments, the `#[cfg(test)]` modules that end each file and the `tests.rs`
+# files such a module is declared from (`#[cfg(test)] mod tests;`), fail CI. The
 # binaries (crate `mtl`, xtask) draw what the libraries report as events or log with tracing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ for crate in crates/*/; do
       /(^|[^[:alnum:]_])(e?println|e?print|dbg)!/ { printf "%s:%d: %s\n", file, NR, $0; hit = 1 }
       END { exit hit }
     ' "$file"; then :; else found=1; fi
-  done < <(find "$crate/src" -name '*.rs' -print0)
+  done < <(find "$crate/src" -name '*.rs' ! -name tests.rs -print0)
 done
 if [ "$found" = 1 ]; then
   echo "a library crate prints (above): report through events or tracing instead" >&2
