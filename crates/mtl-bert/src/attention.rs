@@ -10,6 +10,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::config::BertConfig;
 use crate::dropout::{DropoutKey, dropout};
+use crate::kernels;
 
 /// A linear layer `input -> output` with weights drawn from `init` and zero biases (as
 /// `transformers` initialises BERT).
@@ -66,12 +67,25 @@ impl BertSelfAttention {
 
     /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`; dropout
     /// on the attention probabilities with masks from `dropout_key`.
+    ///
+    /// At inference on flex the fused kernel of `kernels/attention` runs; elsewhere Burn's
+    /// `attention` (or, where dropout is active, the same product spelled out).
     pub fn forward(
         &self,
         hidden: Tensor<3>,
         bias: Tensor<4>,
         dropout_key: Option<DropoutKey>,
     ) -> Tensor<3> {
+        if kernels::attention::runs_on(&hidden.device()) {
+            // Inference on flex: the fused kernel reads the projections' rows in place.
+            return kernels::attention::attention_tensors(
+                self.query.forward(hidden.clone()),
+                self.key.forward(hidden.clone()),
+                self.value.forward(hidden),
+                bias,
+                self.num_heads,
+            );
+        }
         let [batch, seq_len, width] = hidden.dims();
         let heads = |linear: &Linear| {
             linear

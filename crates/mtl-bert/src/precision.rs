@@ -13,15 +13,15 @@ use std::sync::Arc;
 use burn::module::Param;
 use burn::nn::{Initializer, LayerNorm, Linear};
 use burn::prelude::*;
+use burn::tensor::TensorData;
 use burn::tensor::activation::{gelu_approximate, relu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::attention::linear;
 use crate::checkpoint::{Checkpoint, hf_name};
 use crate::config::{BertConfig, HiddenAct};
 use crate::embeddings::BertEmbeddings;
 use crate::error::{Error, Result};
+use crate::kernels::attention::{Dims, KeyMask, Rows, self_attention};
 use crate::kernels::int8::{Epilogue, Int8Linear};
 use crate::layer::BertLayer;
 use crate::model::{BertEncoder, BertModel, BertPooler};
@@ -250,57 +250,52 @@ impl BertLayer {
         bias: Tensor<4>,
     ) -> Tensor<3> {
         let [batch, seq_len, width] = hidden.dims();
-        let heads = self.attention.self_attention.num_heads;
-        let head_dim = width / heads;
-        let mut qkv = int8
-            .qkv
-            .forward_tensor(hidden.clone(), Epilogue::Bias, &[width, width, width])
-            .into_iter()
-            .map(|t| t.reshape([batch, seq_len, heads, head_dim]).swap_dims(1, 2));
-        let (query, key, value) = (
-            qkv.next().expect("query"),
-            qkv.next().expect("key"),
-            qkv.next().expect("value"),
-        );
-        let context = attention(
-            query,
-            key,
-            value,
-            None,
-            Some(bias),
-            AttentionModuleOptions::default(),
-        )
-        .swap_dims(1, 2)
-        .reshape([batch, seq_len, width]);
-        let projected = single(int8.attention_output.forward_tensor(
-            context,
-            Epilogue::Bias,
-            &[width],
-        ));
-        let attended = self.attention.output.layer_norm.forward(projected + hidden);
-        let inner = int8.intermediate.output_width();
-        let expanded = match self.intermediate.activation {
-            HiddenAct::Gelu => single(int8.intermediate.forward_tensor(
-                attended.clone(),
-                Epilogue::BiasGelu,
-                &[inner],
-            )),
-            HiddenAct::GeluTanh => gelu_approximate(single(int8.intermediate.forward_tensor(
-                attended.clone(),
-                Epilogue::Bias,
-                &[inner],
-            ))),
-            HiddenAct::Relu => relu(single(int8.intermediate.forward_tensor(
-                attended.clone(),
-                Epilogue::Bias,
-                &[inner],
-            ))),
+        let rows = batch * seq_len;
+        let device = hidden.device();
+        // Flex hands the buffer over: `hidden` is read in place, and becomes a tensor again
+        // for the residual.
+        let hidden = hidden.into_data().convert::<f32>();
+        let input = hidden.as_slice::<f32>().expect("converted to f32");
+        let qkv = int8.qkv.forward(input, rows, Epilogue::Bias);
+        let part = |index: usize| Rows {
+            data: &qkv,
+            stride: 3 * width,
+            offset: index * width,
         };
-        let hidden_width = int8.output.output_width();
-        let out = single(
-            int8.output
-                .forward_tensor(expanded, Epilogue::Bias, &[hidden_width]),
-        );
+        let heads = self.attention.self_attention.num_heads;
+        let dims = Dims {
+            batch,
+            seq: seq_len,
+            heads,
+            head_dim: width / heads,
+        };
+        let context = self_attention(part(0), part(1), part(2), &KeyMask::from_tensor(bias), dims);
+        let projected = int8
+            .attention_output
+            .forward(&context, rows, Epilogue::Bias);
+        let tensor = |values: Vec<f32>| {
+            Tensor::<3>::from_data(TensorData::new(values, [batch, seq_len, width]), &device)
+        };
+        let hidden = Tensor::<3>::from_data(hidden, &device);
+        let attended = self
+            .attention
+            .output
+            .layer_norm
+            .forward(tensor(projected) + hidden);
+        let expanded = match self.intermediate.activation {
+            HiddenAct::Gelu => int8
+                .intermediate
+                .forward_tensor(attended.clone(), Epilogue::BiasGelu),
+            HiddenAct::GeluTanh => gelu_approximate(
+                int8.intermediate
+                    .forward_tensor(attended.clone(), Epilogue::Bias),
+            ),
+            HiddenAct::Relu => relu(
+                int8.intermediate
+                    .forward_tensor(attended.clone(), Epilogue::Bias),
+            ),
+        };
+        let out = int8.output.forward_tensor(expanded, Epilogue::Bias);
         self.output.layer_norm.forward(out + attended)
     }
 }
@@ -339,10 +334,6 @@ fn quantize_layer(
     drop_weights(&mut layer.output.dense, device);
     layer.int8 = Some(Arc::new(int8));
     Ok(layer_norm_range(&layer.output.layer_norm))
-}
-
-fn single(mut tensors: Vec<Tensor<3>>) -> Tensor<3> {
-    tensors.pop().expect("one output")
 }
 
 impl BertModel {

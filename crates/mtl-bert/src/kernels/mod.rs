@@ -1,5 +1,7 @@
 //! Our CPU kernels for Burn's flex backend, on plain slices.
 //!
+//! - [`attention`]: inference-only self-attention over a padded batch, fused (heads read in
+//!   place, padding keys skipped, softmax vectorised); fp32 inference and int8 both run it.
 //! - [`bias_gelu`]: the feed-forward block's `gelu(x + bias)`, forward and backward, fused and
 //!   multi-threaded (training and fp32 inference).
 //! - [`int8`]: inference-only int8 linear layers (`--quantize int8`): weights quantised once,
@@ -7,9 +9,11 @@
 //! - [`math`]: the branch-free `erf`, `exp` and GELU both use; [`isa`]: which instruction-set
 //!   variant of a kernel runs (chosen at run time, forced by the tests).
 //!
-//! Everything here is private to the crate: the model calls [`bias_gelu::bias_gelu`],
-//! [`bias_gelu::gelu`] and [`int8::Int8Linear`].
+//! Everything here is private to the crate: the model calls [`attention::attention_tensors`],
+//! [`attention::self_attention`], [`bias_gelu::bias_gelu`], [`bias_gelu::gelu`] and
+//! [`int8::Int8Linear`].
 
+pub(crate) mod attention;
 pub(crate) mod bias_gelu;
 pub(crate) mod int8;
 pub(crate) mod isa;
@@ -20,3 +24,5 @@ pub(crate) mod isa;
 pub(crate) mod math;
 
 pub(crate) use isa::Isa;
+#[cfg(test)]
+pub(crate) mod test_support;

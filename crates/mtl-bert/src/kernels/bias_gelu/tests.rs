@@ -2,30 +2,9 @@ use super::kernel;
 use super::*;
 use crate::kernels::Isa;
 use crate::kernels::math;
+use crate::kernels::test_support::{Rng, gelu_f64};
 use burn::tensor::TensorData;
 use core::mem::MaybeUninit;
-
-/// xorshift64* with Box-Muller normals: reproducible inputs without a `rand` dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let bits = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
-        (bits as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f32 {
-        let (u1, u2) = (self.next_f64(), self.next_f64());
-        ((-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos()) as f32
-    }
-
-    fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| scale * self.normal()).collect()
-    }
-}
 
 fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), device)
@@ -33,10 +12,6 @@ fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) 
 
 fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor.into_data().try_into_vec::<f32>().unwrap()
-}
-
-fn gelu_f64(z: f64) -> f64 {
-    0.5 * z * (1.0 + libm::erf(z / core::f64::consts::SQRT_2))
 }
 
 fn gelu_grad_f64(z: f64) -> f64 {

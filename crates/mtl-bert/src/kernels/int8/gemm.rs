@@ -42,8 +42,8 @@ struct Scales<'a> {
     bias: &'a [f32],
 }
 
-/// `out_s[r][c] = f((acc[r][c] - zero[r] * col_sum[c]) * row_scale[r] * col_scale[c] + bias[c])`
-/// for each split `s` of the columns, `f` the identity or GELU.
+/// `out[r][c] = f((acc[r][c] - zero[r] * col_sum[c]) * row_scale[r] * col_scale[c] + bias[c])`,
+/// `f` the identity or GELU.
 ///
 /// `acc` is the raw product `sum_k q[r][k] w[k][c]` of the u8 activations; subtracting
 /// `zero[r] * sum_k w[k][c]` makes it `sum_k (q[r][k] - zero[r]) w[k][c]`, exactly. (rten-gemm
@@ -53,80 +53,56 @@ struct Scales<'a> {
 fn epilogue_generic<const FMA: bool, const GELU: bool>(
     acc: &[i32],
     s: &Scales<'_>,
-    outs: &mut [&mut [f32]],
-    widths: &[usize],
+    out: &mut [f32],
 ) {
     let n = s.col_scale.len();
-    for (r, ((acc, &rs), &zero)) in acc
+    for (((acc, out), &rs), &zero) in acc
         .chunks_exact(n)
+        .zip(out.chunks_exact_mut(n))
         .zip(s.row_scale)
         .zip(s.row_zero)
-        .enumerate()
     {
         let zero = i32::from(zero);
-        let mut start = 0;
-        for (out, &w) in outs.iter_mut().zip(widths) {
-            let out = &mut out[r * w..(r + 1) * w];
-            let cols = start..start + w;
-            for ((((o, &a), &sum), &cs), &b) in out
-                .iter_mut()
-                .zip(&acc[cols.clone()])
-                .zip(&s.col_sum[cols.clone()])
-                .zip(&s.col_scale[cols.clone()])
-                .zip(&s.bias[cols])
-            {
-                let a = a - zero * sum;
-                *o = if FMA {
-                    (a as f32).mul_add(rs * cs, b)
-                } else {
-                    a as f32 * (rs * cs) + b
-                };
+        for ((((o, &a), &sum), &cs), &b) in out
+            .iter_mut()
+            .zip(acc)
+            .zip(s.col_sum)
+            .zip(s.col_scale)
+            .zip(s.bias)
+        {
+            let a = a - zero * sum;
+            *o = if FMA {
+                (a as f32).mul_add(rs * cs, b)
+            } else {
+                a as f32 * (rs * cs) + b
+            };
+        }
+        if GELU {
+            // A loop of its own, as the fused bias + GELU kernel's: it vectorises.
+            for o in out.iter_mut() {
+                *o = math::gelu::<FMA>(*o);
             }
-            if GELU {
-                // A loop of its own, as the fused bias + GELU kernel's: it vectorises.
-                for o in out.iter_mut() {
-                    *o = math::gelu::<FMA>(*o);
-                }
-            }
-            start += w;
         }
     }
 }
 
 #[inline(always)]
-fn epilogue_bias<const FMA: bool>(
-    acc: &[i32],
-    s: &Scales<'_>,
-    outs: &mut [&mut [f32]],
-    widths: &[usize],
-) {
-    epilogue_generic::<FMA, false>(acc, s, outs, widths)
+fn epilogue_bias<const FMA: bool>(acc: &[i32], s: &Scales<'_>, out: &mut [f32]) {
+    epilogue_generic::<FMA, false>(acc, s, out)
 }
 
 #[inline(always)]
-fn epilogue_gelu<const FMA: bool>(
-    acc: &[i32],
-    s: &Scales<'_>,
-    outs: &mut [&mut [f32]],
-    widths: &[usize],
-) {
-    epilogue_generic::<FMA, true>(acc, s, outs, widths)
+fn epilogue_gelu<const FMA: bool>(acc: &[i32], s: &Scales<'_>, out: &mut [f32]) {
+    epilogue_generic::<FMA, true>(acc, s, out)
 }
 
-isa_variants!(epilogue_bias_isa, epilogue_bias, (acc: &[i32], s: &Scales<'_>, outs: &mut [&mut [f32]], widths: &[usize]));
-isa_variants!(epilogue_gelu_isa, epilogue_gelu, (acc: &[i32], s: &Scales<'_>, outs: &mut [&mut [f32]], widths: &[usize]));
+isa_variants!(epilogue_bias_isa, epilogue_bias, (acc: &[i32], s: &Scales<'_>, out: &mut [f32]));
+isa_variants!(epilogue_gelu_isa, epilogue_gelu, (acc: &[i32], s: &Scales<'_>, out: &mut [f32]));
 
 impl Int8Linear {
-    /// `y = epilogue(x W + b)` for `rows` row-major rows of `x`, returned as one row-major
-    /// `[rows, width]` buffer per entry of `splits`.
-    pub(crate) fn forward(
-        &self,
-        x: &[f32],
-        rows: usize,
-        epilogue: Epilogue,
-        splits: &[usize],
-    ) -> Vec<Vec<f32>> {
-        self.forward_with(Isa::detect(), x, rows, epilogue, splits)
+    /// `y = epilogue(x W + b)` for `rows` row-major rows of `x`: `[rows, n]`, row-major.
+    pub(crate) fn forward(&self, x: &[f32], rows: usize, epilogue: Epilogue) -> Vec<f32> {
+        self.forward_with(Isa::detect(), x, rows, epilogue)
     }
 
     /// [`Self::forward`] with an explicit variant of our kernels (quantisation and epilogue;
@@ -137,55 +113,20 @@ impl Int8Linear {
         x: &[f32],
         rows: usize,
         epilogue: Epilogue,
-        splits: &[usize],
-    ) -> Vec<Vec<f32>> {
+    ) -> Vec<f32> {
         let (k, n) = (self.k, self.n);
         assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
         assert_eq!(x.len(), rows * k, "int8 linear: input is not [{rows}, {k}]");
-        assert_eq!(splits.iter().sum::<usize>(), n, "int8 linear: splits");
-        let mut outs: Vec<Vec<f32>> = splits.iter().map(|&w| vec![0.0; rows * w]).collect();
-        if rows == 0 {
-            return outs;
-        }
-        // One task per chunk of rows, each with its slice of every output.
-        let mut tasks: Vec<(usize, Vec<&mut [f32]>)> = Vec::new();
-        let mut rests: Vec<&mut [f32]> = outs.iter_mut().map(|o| o.as_mut_slice()).collect();
-        let mut start = 0;
-        while start < rows {
-            let count = ROWS_PER_CHUNK.min(rows - start);
-            let mut parts = Vec::with_capacity(splits.len());
-            for (rest, &w) in rests.iter_mut().zip(splits) {
-                let (head, tail) = std::mem::take(rest).split_at_mut(count * w);
-                parts.push(head);
-                *rest = tail;
-            }
-            tasks.push((start, parts));
-            start += count;
-        }
-        tasks.into_par_iter().for_each(|(start, mut parts)| {
-            let count = ROWS_PER_CHUNK.min(rows - start);
-            self.chunk(
-                isa,
-                &x[start * k..(start + count) * k],
-                count,
-                epilogue,
-                &mut parts,
-                splits,
-            );
-        });
-        outs
+        let mut out = vec![0.0; rows * n];
+        // One task per chunk of rows.
+        out.par_chunks_mut(ROWS_PER_CHUNK * n)
+            .zip(x.par_chunks(ROWS_PER_CHUNK * k))
+            .for_each(|(out, x)| self.chunk(isa, x, x.len() / k, epilogue, out));
+        out
     }
 
     /// One chunk of rows: quantise, multiply, finish.
-    fn chunk(
-        &self,
-        isa: Isa,
-        x: &[f32],
-        rows: usize,
-        epilogue: Epilogue,
-        outs: &mut [&mut [f32]],
-        splits: &[usize],
-    ) {
+    fn chunk(&self, isa: Isa, x: &[f32], rows: usize, epilogue: Epilogue, out: &mut [f32]) {
         let (k, n) = (self.k, self.n);
         // Taken out, not borrowed: while the GEMM waits for its own parallel work, rayon may run
         // another chunk on this thread, which then finds an empty scratch of its own.
@@ -243,15 +184,13 @@ impl Int8Linear {
                 bias,
             };
             match epilogue {
-                Epilogue::Bias => epilogue_bias_isa(isa, acc, &scales, outs, splits),
-                Epilogue::BiasGelu => epilogue_gelu_isa(isa, acc, &scales, outs, splits),
+                Epilogue::Bias => epilogue_bias_isa(isa, acc, &scales, out),
+                Epilogue::BiasGelu => epilogue_gelu_isa(isa, acc, &scales, out),
             }
             // A row that held NaN or an infinity has no meaningful product: it is NaN
             // throughout, whatever the epilogue would make of it.
             for (r, _) in non_finite.iter().enumerate().filter(|(_, bad)| **bad) {
-                for (out, &w) in outs.iter_mut().zip(splits) {
-                    out[r * w..(r + 1) * w].fill(f32::NAN);
-                }
+                out[r * n..(r + 1) * n].fill(f32::NAN);
             }
         }
         SCRATCH.set(scratch);

@@ -23,7 +23,7 @@
 //!   row's zero point times the column's weight sum, exactly.
 //! - **Epilogue**, in the same pass over a chunk of rows while it is in cache:
 //!   `y = acc * (row scale * column scale) + bias`, then exact-erf GELU for the intermediate
-//!   layer, each output split (query, key, value) written to its own tensor.
+//!   layer.
 //!
 //! Attention's activation x activation products, softmax, LayerNorm, the embeddings and the
 //! pooler stay f32.
@@ -93,26 +93,17 @@ impl Int8Linear {
         self.k * self.n + 12 * self.n + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
     }
 
-    /// `[batch, seq, k]` -> one `[batch, seq, width]` tensor per entry of `splits` (the output
-    /// columns, left to right; they add up to the output width), on the input's device.
+    /// `[batch, seq, k]` -> `[batch, seq, n]`, on the input's device.
     ///
     /// The input is read in place when it is a contiguous f32 tensor no one else holds (Burn's
-    /// flex backend then hands its buffer over), and the outputs are built from our buffers.
-    pub(crate) fn forward_tensor(
-        &self,
-        x: Tensor<3>,
-        epilogue: Epilogue,
-        splits: &[usize],
-    ) -> Vec<Tensor<3>> {
+    /// flex backend then hands its buffer over), and the output is built from our buffer.
+    pub(crate) fn forward_tensor(&self, x: Tensor<3>, epilogue: Epilogue) -> Tensor<3> {
         let [batch, seq, width] = x.dims();
         assert_eq!(width, self.k, "int8 linear: input width");
         let device = x.device();
         let data = x.into_data().convert::<f32>();
         let values = data.as_slice::<f32>().expect("converted to f32");
-        self.forward(values, batch * seq, epilogue, splits)
-            .into_iter()
-            .zip(splits)
-            .map(|(out, &w)| Tensor::from_data(TensorData::new(out, [batch, seq, w]), &device))
-            .collect()
+        let out = self.forward(values, batch * seq, epilogue);
+        Tensor::from_data(TensorData::new(out, [batch, seq, self.n]), &device)
     }
 }
