@@ -79,9 +79,9 @@ impl BertSelfAttention {
         if kernels::attention::runs_on(&hidden.device()) {
             // Inference on flex: the fused kernel reads the projections' rows in place.
             return kernels::attention::attention_tensors(
-                self.query.forward(hidden.clone()),
-                self.key.forward(hidden.clone()),
-                self.value.forward(hidden),
+                kernels::linear::forward(&self.query, hidden.clone()),
+                kernels::linear::forward(&self.key, hidden.clone()),
+                kernels::linear::forward(&self.value, hidden),
                 bias,
                 self.num_heads,
             );
@@ -150,7 +150,11 @@ impl BertSelfOutput {
         residual: Tensor<3>,
         key: Option<DropoutKey>,
     ) -> Tensor<3> {
-        let projected = dropout(&self.dropout, self.dense.forward(context), key);
+        let projected = dropout(
+            &self.dropout,
+            kernels::linear::forward(&self.dense, context),
+            key,
+        );
         self.layer_norm.forward(projected + residual)
     }
 }

@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu};
 
 use crate::attention::{BertAttention, linear};
+use crate::kernels;
 use crate::kernels::bias_gelu::{bias_gelu, gelu};
 use std::sync::Arc;
 
@@ -31,13 +32,12 @@ impl BertIntermediate {
             let [batch, seq_len, width] = hidden.dims();
             let weight = self.dense.weight.val();
             let out = weight.dims()[1];
-            let expanded = hidden
-                .reshape([batch * seq_len, width])
-                .matmul(weight)
-                .reshape([batch, seq_len, out]);
+            let expanded =
+                kernels::linear::matmul(hidden.reshape([batch * seq_len, width]), weight)
+                    .reshape([batch, seq_len, out]);
             return bias_gelu(expanded, bias.val());
         }
-        let expanded = self.dense.forward(hidden);
+        let expanded = kernels::linear::forward(&self.dense, hidden);
         match self.activation {
             HiddenAct::Gelu => gelu(expanded),
             HiddenAct::GeluTanh => gelu_approximate(expanded),
@@ -69,7 +69,11 @@ impl BertOutput {
         residual: Tensor<3>,
         key: Option<DropoutKey>,
     ) -> Tensor<3> {
-        let projected = dropout(&self.dropout, self.dense.forward(expanded), key);
+        let projected = dropout(
+            &self.dropout,
+            kernels::linear::forward(&self.dense, expanded),
+            key,
+        );
         self.layer_norm.forward(projected + residual)
     }
 }

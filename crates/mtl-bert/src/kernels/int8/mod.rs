@@ -83,11 +83,6 @@ impl std::fmt::Debug for Int8Linear {
 }
 
 impl Int8Linear {
-    /// Output width.
-    pub(crate) fn output_width(&self) -> usize {
-        self.n
-    }
-
     /// Bytes held (weights, scales, sums and biases).
     pub(crate) fn bytes(&self) -> usize {
         self.k * self.n + 12 * self.n + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
