@@ -1,10 +1,13 @@
 //! An HTTP inference server for sentence embeddings and multi-task predictions, the library
 //! behind `mtl serve` (a program can embed it).
 //!
-//! Routes: `POST /v1/embeddings` (OpenAI's embeddings API), `POST /embed` (text-embeddings-
-//! inference), `POST /predict` (a model trained by `mtl train`), `POST /similarity`,
-//! `GET /health`, `GET /info`, `GET /metrics` (Prometheus), `GET /openapi.json`. Errors are
-//! `{"error": {"message", "type"}}` as in the OpenAI API.
+//! Routes: text-embeddings-inference's (TEI's) `POST /` (by model kind), `/embed`,
+//! `/similarity`, `/predict` (a model trained by `mtl train`), `/tokenize`, `/decode` and
+//! `/rerank` (refused: 424), in TEI's shapes; OpenAI's `POST /v1/embeddings` (and the alias
+//! `/embeddings`) and `GET /v1/models`; `GET /health`, `GET /info`, `GET /metrics`
+//! (Prometheus), `GET /openapi.json`. Errors are TEI's `{"error", "error_type"}` on TEI's
+//! routes and this server's own, OpenAI's `{"error": {"message", "type", "param", "code"}}`
+//! on OpenAI's; a 429 says `Retry-After`. A request field a route does not know is a 422.
 //!
 //! The model runs on one thread of its own that batches the texts of concurrent
 //! requests together (up to [`Limits::max_batch_tokens`] padded tokens, longest first); the
@@ -34,7 +37,11 @@
 mod api;
 mod error;
 mod metrics;
+mod openai;
+mod prompts;
 mod routes;
+mod tei;
+mod tei_api;
 mod worker;
 
 use std::future::{Future, IntoFuture};
@@ -141,6 +148,7 @@ pub async fn serve(
             "max concurrent requests and max batch tokens must be at least 1".into(),
         ));
     }
+    let prompts = prompts::Prompts::load(&config.model_dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let (ready_tx, ready) = oneshot::channel();
     let (worker, thread) = worker::Worker::start(
@@ -155,7 +163,7 @@ pub async fn serve(
         context: "starting the model thread".into(),
         source,
     })?;
-    let state = Arc::new(routes::Shared::new(&config, worker, metrics));
+    let state = Arc::new(routes::Shared::new(&config, prompts, worker, metrics));
     let app = routes::router(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
