@@ -167,8 +167,8 @@ pub(crate) enum PredictResponse {
     Tasks(Vec<Vec<TaskPrediction>>),
 }
 
-/// Labels and their probabilities: TEI's shape on a one-task model, the richer per-task shape
-/// when the request names `tasks` or the model has several.
+/// Labels and their probabilities: TEI's shape on a one-task model or for the one `task`
+/// named, the richer per-task shape when the request names `tasks` or the model has several.
 #[utoipa::path(
     post,
     path = "/predict",
@@ -218,6 +218,25 @@ pub(crate) async fn predict(
         .param("function_to_apply"));
     }
     let names = tasks.task_names();
+    let index_of = |name: &String| {
+        names.iter().position(|n| n == name).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "unknown task {name:?} (this model's tasks: {})",
+                names.join(", ")
+            ))
+        })
+    };
+    // The task answered in TEI's shape: the one named by `task`, or a one-task model's.
+    let tei_task = match (&request.task, &request.tasks) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "give `task` (TEI's answer for one task) or `tasks` (the per-task answer), not both",
+            ));
+        }
+        (Some(name), None) => Some(index_of(name)?),
+        (None, None) if names.len() == 1 => Some(0),
+        _ => None,
+    };
     let wanted: Vec<usize> = match &request.tasks {
         None => (0..names.len()).collect(),
         Some(list) if list.is_empty() => {
@@ -225,22 +244,11 @@ pub(crate) async fn predict(
                 "tasks is empty: leave it out for every task",
             ));
         }
-        Some(list) => list
-            .iter()
-            .map(|name| {
-                names.iter().position(|n| n == name).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "unknown task {name:?} (this model's tasks: {})",
-                        names.join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        Some(list) => list.iter().map(index_of).collect::<Result<_, _>>()?,
     };
-    let tei_shape = request.tasks.is_none() && names.len() == 1;
-    if parameters.top_k.is_some() && !tei_shape {
+    if parameters.top_k.is_some() && tei_task.is_none() {
         return Err(ApiError::invalid(
-            "top_k applies to TEI's answer ([{label, score}], a one-task model without `tasks`)",
+            "top_k applies to TEI's answer ([{label, score}]: a one-task model, or `task`)",
         )
         .param("top_k"));
     }
@@ -276,12 +284,12 @@ pub(crate) async fn predict(
         .await
         .map_err(|_| ApiError::internal("the model thread stopped"))?
         .map_err(ApiError::internal)?;
-    if tei_shape {
+    if let Some(t) = tei_task {
         let mut lists: Vec<Vec<LabelScore>> = predictions
             .iter()
             .map(|per_task| {
-                let p = &per_task[0];
-                let mut labels: Vec<LabelScore> = tasks.tasks[0]
+                let p = &per_task[t];
+                let mut labels: Vec<LabelScore> = tasks.tasks[t]
                     .labels
                     .iter()
                     .zip(&p.probabilities)

@@ -219,9 +219,11 @@ pub(crate) struct PredictRequest {
     /// `true` is a 422. Default: false.
     #[serde(default)]
     pub raw_scores: bool,
+    /// One task, answered in TEI's shape (`[{label, score}]`). Not with `tasks`.
+    pub task: Option<String>,
     /// Only these tasks, in this order, answered in the richer per-task shape
-    /// ([`crate::api::TaskPrediction`]). Left out: a one-task model answers TEI's shape, a
-    /// model with several tasks the richer shape for every task.
+    /// ([`crate::api::TaskPrediction`]). Without `task` or `tasks`, a one-task model answers
+    /// TEI's shape, a model with several tasks the richer shape for every task.
     pub tasks: Option<Vec<String>>,
     /// `InferenceClient`'s options.
     pub parameters: Option<ClassificationParameters>,

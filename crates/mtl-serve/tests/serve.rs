@@ -218,6 +218,27 @@ fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body[0].as_array().unwrap().len(), 1);
     assert_eq!(body[0][0]["task"], "mood");
+    // `task` names one task: TEI's shape, most probable label first.
+    let mood = &classifier.predict(&["the team"], None, 8).unwrap()[0][1];
+    let (status, body) =
+        server.post_json("/predict", &json!({"inputs": "the team", "task": "mood"}));
+    assert_eq!(status, 200, "{body}");
+    let labels = body.as_array().unwrap();
+    assert_eq!(labels.len(), 2, "{body}");
+    let top = usize::from(mood.probabilities[1] > mood.probabilities[0]);
+    assert_eq!(labels[0]["label"], ["negative", "positive"][top], "{body}");
+    let score = labels[0]["score"].as_f64().unwrap() as f32;
+    assert!((score - mood.probabilities[top]).abs() <= 1e-6, "{body}");
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"inputs": "the team", "task": "mood", "tasks": ["mood"]}),
+    );
+    assert_error(status, &body, 422, "not both");
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"inputs": "the team", "parameters": {"top_k": 1}}),
+    );
+    assert_error(status, &body, 422, "top_k applies to TEI's answer");
     let (status, body) = server.post_json(
         "/predict",
         &json!({"inputs": "the team", "tasks": ["colour"]}),
