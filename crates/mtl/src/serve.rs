@@ -9,8 +9,9 @@ use mtl_serve::{Limits, ServeConfig};
 
 use crate::backend::{BackendArgs, PrecisionArgs};
 
-/// Serve a model over HTTP: OpenAI's embeddings API, TEI's /embed, /predict for models
-/// trained by mtl train, /similarity, /health, /info, /metrics and /openapi.json.
+/// Serve a model over HTTP: text-embeddings-inference's routes in its shapes (/, /embed,
+/// /similarity, /predict for models trained by mtl train, /tokenize, /decode), OpenAI's
+/// /v1/embeddings, /embeddings and /v1/models, and /health, /info, /metrics, /openapi.json.
 ///
 /// Concurrent requests are batched together on the model's thread. Stops on SIGINT or SIGTERM
 /// after finishing the requests in flight. Logs one line per request on standard error
