@@ -442,7 +442,7 @@ async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
 }
 
 /// Prometheus metrics: requests by route and status, latency and batch-size histograms, queue
-/// depth, texts and tokens.
+/// depth, texts and tokens, texts dropped for clients that had gone.
 #[utoipa::path(
     get,
     path = "/metrics",

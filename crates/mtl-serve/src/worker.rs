@@ -5,7 +5,8 @@
 //! sorts all their texts by length (longest first, as [`mtl_bert::SentenceEncoder`] does) and
 //! runs them in batches of at most `max_batch_tokens` padded tokens; a request is answered as
 //! soon as its last text is done, so one request's texts may span several batches, and a batch
-//! may hold texts of several requests.
+//! may hold texts of several requests. Before each batch, the texts of requests whose client
+//! has gone (the handler, and with it the reply's receiver, dropped) are left out.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -227,7 +228,7 @@ fn batch_sizes(lengths_desc: &[usize], max_batch_tokens: usize) -> Vec<usize> {
 }
 
 /// Embeds the texts of every job together, longest first, and answers each job when its last
-/// text is done.
+/// text is done; the texts of a job whose client has gone are dropped before they run.
 fn embed(
     encoder: &SentenceEncoder,
     jobs: Vec<(Vec<Encoding>, EmbedReply)>,
@@ -255,7 +256,19 @@ fn embed(
     let lengths: Vec<usize> = texts.iter().map(|(_, _, e)| e.len()).collect();
     let mut texts = texts.into_iter();
     for size in batch_sizes(&lengths, max_batch_tokens) {
-        let batch: Vec<(usize, usize, Encoding)> = texts.by_ref().take(size).collect();
+        // Texts of a request whose client has gone (its reply's receiver dropped), or that
+        // already failed, are dropped here, before the model runs them.
+        let (batch, dropped): (Vec<_>, Vec<_>) =
+            texts
+                .by_ref()
+                .take(size)
+                .partition(|(job, _, _): &(usize, usize, Encoding)| {
+                    replies[*job].as_ref().is_some_and(|r| !r.is_closed())
+                });
+        metrics.texts_dropped.inc_by(dropped.len() as u64);
+        if batch.is_empty() {
+            continue;
+        }
         metrics.batch_size.observe(batch.len() as f64);
         metrics
             .tokens

@@ -432,3 +432,62 @@ fn a_public_address_needs_a_key_and_a_missing_model_is_an_error() {
         "{message}"
     );
 }
+
+/// Eight clients each send a 2048-text request and hang up once the model is at work on
+/// them: their remaining texts are dropped before the model runs them (the model stops within
+/// about one request's worth, not after all eight), and a normal request is answered.
+#[test]
+fn the_work_of_clients_that_hang_up_is_dropped() {
+    use std::io::Write;
+    let server = Server::start(ServeConfig::new(tiny_dir(), device()));
+    let before = metric(&server, "mtl_texts_total");
+    let body = json!({ "inputs": long_texts(2048) }).to_string();
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let clients = 8;
+    let streams: Vec<std::net::TcpStream> = (0..clients)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            write!(
+                stream,
+                "POST /embed HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    wait_for_model_work(&server, before);
+    drop(streams);
+    let started = std::time::Instant::now();
+    let (status, answer) = server.post_json("/embed", &json!({"inputs": ["still served"]}));
+    assert_eq!(status, 200, "{answer}");
+    eprintln!(
+        "a normal request after the hang-ups: {:?}",
+        started.elapsed()
+    );
+    // Settled: nothing queued, and no text embedded or dropped for a second.
+    let seen = || metric(&server, "mtl_texts_total") + metric(&server, "mtl_texts_dropped_total");
+    let mut last = seen();
+    let mut still = std::time::Instant::now();
+    while metric(&server, "mtl_queue_depth") > 0.0 || still.elapsed().as_secs_f64() < 1.0 {
+        assert!(started.elapsed().as_secs() < 120, "the queue never emptied");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = seen();
+        if now != last {
+            last = now;
+            still = std::time::Instant::now();
+        }
+    }
+    let embedded = metric(&server, "mtl_texts_total") - before - 1.0;
+    let dropped = metric(&server, "mtl_texts_dropped_total");
+    eprintln!(
+        "embedded {embedded} of {} texts of clients that had gone; dropped {dropped}",
+        clients * 2048
+    );
+    assert!(
+        embedded < 2.0 * 2048.0,
+        "{embedded} texts of clients that had gone were embedded"
+    );
+    assert!(dropped > 0.0, "nothing was dropped");
+}
