@@ -61,7 +61,8 @@ pub struct Limits {
     /// the best of 1k-16k measured on a 2-core CPU (`cargo xtask bench-serve`): larger batches
     /// ran slower there; a GPU wants more.
     pub max_batch_tokens: usize,
-    /// Model requests in flight at most; more are answered 429. Default: 512.
+    /// Model requests in flight at most, counted once a request's body is read; more are
+    /// answered 429. Default: 512.
     pub max_concurrent_requests: usize,
     /// Inputs per request at most; more are answered 413. Default: 2048 (as OpenAI's API).
     pub max_inputs: usize,

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use mtl_bert::{BertTokenizer, Encoding, l2_normalize_row};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use utoipa::OpenApi;
 
 use crate::api::{Health, Info, TaskInfo};
@@ -108,16 +108,13 @@ pub(crate) struct ApiDoc;
 
 /// Every route with its middleware.
 pub(crate) fn router(state: AppState) -> Router {
-    let limited = Router::new()
-        .route("/", post(tei::root))
+    Router::new()
+        .route("/", get(health).post(tei::root))
         .route("/embed", post(tei::embed))
         .route("/predict", post(tei::predict))
         .route("/similarity", post(tei::similarity))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/embeddings", post(openai::embeddings_alias))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit));
-    Router::new()
-        .route("/", get(health))
         .route("/health", get(health))
         .route("/info", get(info))
         .route("/metrics", get(metrics))
@@ -126,7 +123,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/decode", post(tei::decode))
         .route("/rerank", post(tei::rerank))
         .route("/v1/models", get(openai::models))
-        .merge(limited)
         .fallback(|request: Request| async move {
             ApiError::new(StatusCode::NOT_FOUND, "no such route")
                 .respond(Family::of_path(request.uri().path()))
@@ -198,39 +194,20 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// At most `max_concurrent_requests` model requests in flight; more are answered 429 at once
-/// (with `Retry-After`), so a flood never queues unbounded work or memory. The refused
-/// request's body is read and dropped frame by frame first (up to `max_body_bytes`, never
-/// held whole): a client still sending it would otherwise find the connection closed and see
-/// a broken pipe, not the 429.
-async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state.permits.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
-        Err(_) => {
-            let family = Family::of_path(request.uri().path());
-            drain(request.into_body(), state.limits.max_body_bytes).await;
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "the server has {} requests in flight, its limit: retry later",
-                    state.limits.max_concurrent_requests
-                ),
-            )
-            .respond(family)
-        }
-    }
-}
-
-/// Reads `body` to its end, or until more than `limit` bytes or an error, dropping each frame.
-async fn drain(mut body: axum::body::Body, limit: usize) {
-    use http_body_util::BodyExt;
-    let mut read = 0usize;
-    while let Some(Ok(frame)) = body.frame().await {
-        read += frame.data_ref().map_or(0, |data| data.len());
-        if read > limit {
-            break;
-        }
-    }
+/// A permit for one model request: at most `max_concurrent_requests` are in flight; more are
+/// answered 429 at once (with `Retry-After`), so a flood never queues unbounded work or memory.
+/// Taken after the body is read and checked, so a client that is slow to send its body holds
+/// none.
+pub(crate) fn permit(state: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.permits.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the server has {} requests in flight, its limit: retry later",
+                state.limits.max_concurrent_requests
+            ),
+        )
+    })
 }
 
 /// Checks the number of texts and their sizes: none is TEI's `Empty` (400), too many or too
@@ -344,7 +321,13 @@ pub(crate) async fn embed_texts(
     truncation: Truncation,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     check_texts(&texts, &state.limits)?;
-    let encodings = tokenize(model, texts, truncation).await?;
+    let _permit = permit(state)?;
+    let mut encodings = tokenize(model, texts, truncation).await?;
+    // What truncation cut off is not needed past the checks: it would ride along to the
+    // model thread (a 100,000-character input carries about 25,000 tokens).
+    encodings
+        .iter_mut()
+        .for_each(|e| drop(e.take_overflowing()));
     let tokens = encodings.iter().map(Encoding::len).sum();
     let (reply, answer) = oneshot::channel();
     if !state.worker.submit(Job::Embed { encodings, reply }) {

@@ -16,7 +16,7 @@ use crate::api::{LabelProbability, TaskPrediction};
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::{
     AppState, Truncation, body, check_dimensions, check_encodings, check_texts, embed_texts,
-    shape_rows,
+    permit, shape_rows,
 };
 use crate::tei_api::{
     DecodeRequest, EmbedRequest, InputIds, LabelScore, PredictInput, PredictRequest, Sequence,
@@ -263,6 +263,7 @@ pub(crate) async fn predict(
         .map(str::to_owned)
         .collect();
     check_texts(&texts, &state.limits)?;
+    let _permit = permit(&state)?;
     let encode: Vec<EncodeInput> = inputs
         .iter()
         .map(|s| match s {

@@ -491,3 +491,34 @@ fn the_work_of_clients_that_hang_up_is_dropped() {
     );
     assert!(dropped > 0.0, "nothing was dropped");
 }
+
+/// A client that sends its headers and part of its body, then stalls, holds no permit: with a
+/// limit of one request in flight, a normal request is still answered (the permit is taken
+/// once the body is read).
+#[test]
+fn a_slow_upload_holds_no_permit() {
+    use std::io::Write;
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.limits.max_concurrent_requests = 1;
+    let server = Server::start(config);
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let stalled: Vec<std::net::TcpStream> = ["/embed", "/predict", "/v1/embeddings"]
+        .iter()
+        .map(|path| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            write!(
+                stream,
+                "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n{{\"inputs\": [\"a"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..3 {
+        let (status, body) = server.post_json("/embed", &json!({"inputs": ["not kept waiting"]}));
+        assert_eq!(status, 200, "{body}");
+    }
+    drop(stalled);
+}
