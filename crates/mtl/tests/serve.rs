@@ -14,7 +14,8 @@ use mtl_bert::{Backend, EncodeOptions, SentenceEncoder};
 
 /// `mtl serve` on the tiny model and a free port; returns the process and its base URL.
 fn serve(extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mtl"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtl"));
+    command
         .args([
             "serve",
             "--port",
@@ -22,7 +23,14 @@ fn serve(extra: &[&str]) -> (Child, String) {
             "--model",
             tiny_dir().to_str().unwrap(),
         ])
-        .args(extra)
+        .args(extra);
+    start(command)
+}
+
+/// Starts `command` (an `mtl serve`) and waits until it answers `/health`; returns the process
+/// and its base URL.
+fn start(mut command: Command) -> (Child, String) {
+    let mut child = command
         .env_remove("MTL_API_KEY")
         .env_remove("MTL_BACKEND")
         .stdout(Stdio::null())
@@ -251,4 +259,31 @@ fn a_public_address_without_an_api_key_is_refused() {
         .output()
         .unwrap();
     common::assert_fails_with(&output, "needs an API key (--api-key or MTL_API_KEY)");
+}
+
+/// Every flag of `mtl serve` can come from the environment (as TEI's do, for containers), and
+/// a flag on the command line wins.
+#[test]
+fn flags_can_come_from_the_environment() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtl"));
+    command
+        .args(["serve", "--max-inputs", "3"])
+        .env("MTL_PORT", "0")
+        .env("MTL_MODEL", tiny_dir())
+        .env("MTL_SERVED_MODEL_NAME", "from-the-environment")
+        .env("MTL_MAX_INPUTS", "2")
+        .env("MTL_MAX_BATCH_TOKENS", "512");
+    let (child, base) = start(command);
+    let info: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{base}/info"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(stop(child).success());
+    assert_eq!(info["model"], "from-the-environment", "{info}");
+    assert_eq!(info["max_batch_tokens"], 512, "{info}");
+    assert_eq!(info["max_inputs"], 3, "the command line wins: {info}");
 }
