@@ -14,9 +14,9 @@ use crate::backend::{BackendArgs, PrecisionArgs};
 /// /v1/embeddings, /embeddings and /v1/models, and /health, /info, /metrics, /openapi.json.
 ///
 /// Concurrent requests are batched together on the model's thread. Stops on SIGINT or SIGTERM
-/// after finishing the requests in flight. Every flag of its own can also be set from the
-/// environment, as containers do (MTL_PORT, MTL_MODEL, ...: each flag's help names its
-/// variable); a flag given on the command line wins. Logs one line per request on standard error
+/// after finishing the requests in flight. Every flag but --device and --quantize can also be
+/// set from the environment, as containers do (MTL_PORT, MTL_MODEL, ...: each flag's help
+/// names its variable); a flag given on the command line wins. Logs one line per request on standard error
 /// (RUST_LOG sets the level, default info).
 #[derive(Debug, Args)]
 #[command(after_help = "Example:
