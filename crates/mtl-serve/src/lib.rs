@@ -100,9 +100,12 @@ pub struct ServeConfig {
     pub precision: mtl_bert::Precision,
     /// What requests may be.
     pub limits: Limits,
-    /// The bearer token every route but `/health` then needs. Required when the server
-    /// listens on an address other than loopback.
+    /// The bearer token every route but `/health` (and `/metrics` when `public_metrics`) then
+    /// needs. Required when the server listens on an address other than loopback.
     pub api_key: Option<String>,
+    /// Serve `GET /metrics` without the API key too (for a Prometheus scraper that has none).
+    /// Default: false.
+    pub public_metrics: bool,
 }
 
 impl ServeConfig {
@@ -120,6 +123,7 @@ impl ServeConfig {
             device,
             limits: Limits::default(),
             api_key: None,
+            public_metrics: false,
         }
     }
 }

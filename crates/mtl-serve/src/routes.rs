@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) backend: String,
     pub(crate) limits: Limits,
     pub(crate) api_key: Option<String>,
+    /// `/metrics` needs no API key.
+    pub(crate) public_metrics: bool,
     /// The model's prompts (TEI's `prompt_name`).
     pub(crate) prompts: Prompts,
     /// When the server started, in Unix seconds (`/v1/models`' `created`).
@@ -56,6 +58,7 @@ impl Shared {
             backend: config.backend.clone(),
             limits: config.limits.clone(),
             api_key: config.api_key.clone(),
+            public_metrics: config.public_metrics,
             prompts,
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -168,10 +171,13 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
-/// With an API key set, every route but `/health` needs `Authorization: Bearer KEY`.
+/// With an API key set, every route but `/health` (and `/metrics` when public) needs
+/// `Authorization: Bearer KEY`.
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let open = path == "/health" || (state.public_metrics && path == "/metrics");
     if let Some(key) = &state.api_key
-        && request.uri().path() != "/health"
+        && !open
     {
         let given = request
             .headers()

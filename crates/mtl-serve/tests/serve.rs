@@ -409,6 +409,21 @@ fn an_api_key_guards_every_route_but_health() {
     assert_eq!(with_key("secreT"), 401);
     assert_eq!(server.get("/health").0, 200);
     assert_eq!(server.get("/info").0, 401);
+    assert_eq!(server.get("/metrics").0, 401);
+    let (status, body) = server.get("/v1/models");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_openai_error(status, &body, 401, "API key");
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    drop(server);
+
+    // --public-metrics: /metrics needs no key, the rest still does.
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.api_key = Some("secret".into());
+    config.public_metrics = true;
+    let server = Server::start(config);
+    assert_eq!(server.get("/metrics").0, 200);
+    assert_eq!(server.get("/info").0, 401);
+    assert_eq!(server.post_json("/embed", &json!({"inputs": "a"})).0, 401);
 }
 
 #[test]

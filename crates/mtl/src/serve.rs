@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// The bearer token every route but /health then needs (`Authorization: Bearer KEY`).
     #[arg(long, env = "MTL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Serve GET /metrics without the API key too (for a Prometheus scraper without it).
+    #[arg(long, env = "MTL_PUBLIC_METRICS")]
+    pub public_metrics: bool,
     /// Padded tokens per model batch at most (texts times the batch's longest text).
     #[arg(long, default_value_t = Limits::default().max_batch_tokens, env = "MTL_MAX_BATCH_TOKENS")]
     pub max_batch_tokens: usize,
@@ -91,6 +94,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         (None, _) => config.model_name,
     };
     config.api_key = args.api_key.clone().filter(|k| !k.is_empty());
+    config.public_metrics = args.public_metrics;
     config.limits = Limits {
         max_batch_tokens: args.max_batch_tokens,
         max_concurrent_requests: args.max_concurrent_requests,
