@@ -23,6 +23,10 @@ pub enum Error {
     /// A setting is invalid (e.g. a public address without an API key).
     #[error("{0}")]
     Config(String),
+    /// The model thread died while serving (it panicked, e.g. out of GPU memory); the server
+    /// stopped.
+    #[error("the model thread died (see the log above); the server stopped")]
+    ModelThread,
     /// Listening or serving failed.
     #[error("{context}: {source}")]
     Io {

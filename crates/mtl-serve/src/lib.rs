@@ -47,6 +47,7 @@ mod worker;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mtl_bert::burn::prelude::Device;
 use tokio::net::TcpListener;
@@ -168,13 +169,36 @@ pub async fn serve(
         context: "starting the model thread".into(),
         source,
     })?;
-    let state = Arc::new(routes::Shared::new(&config, prompts, worker, metrics));
+    // The model thread is watched: if it dies (a panic, as a GPU running out of memory
+    // raises), `/health` turns 503 and the server stops, and `serve` returns an error so that a
+    // supervisor restarts the process. It holds no handle of the server's state, or the
+    // thread's queue would never close.
+    let dead = Arc::new(AtomicBool::new(false));
+    let (died, died_signal) = oneshot::channel::<()>();
+    let watch = dead.clone();
+    let watcher = tokio::task::spawn_blocking(move || {
+        let panicked = thread.join().is_err();
+        if panicked {
+            watch.store(true, Ordering::SeqCst);
+            tracing::error!("the model thread died: stopping the server");
+            let _ = died.send(());
+        }
+        panicked
+    });
+    let state = Arc::new(routes::Shared::new(&config, prompts, worker, metrics, dead));
     let app = routes::router(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let died = async {
+            // A thread that ends without dying (the server stopping) is no signal.
+            if died_signal.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             () = shutdown => {}
             _ = stopped => {}
+            () = died => {}
         }
     });
     let server = tokio::spawn(server.into_future());
@@ -194,6 +218,10 @@ pub async fn serve(
     drop(stop);
     drop(state);
     loaded?;
+    // The router and its handles are gone: the model thread's queue is closed.
+    if watcher.await.unwrap_or(true) {
+        return Err(Error::ModelThread);
+    }
     served
         .map_err(|e| Error::Io {
             context: "the server task".into(),
@@ -203,8 +231,6 @@ pub async fn serve(
             context: format!("serving on {address}"),
             source,
         })?;
-    // The router and its handles are gone: the model thread's queue is closed.
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! (`/health`, `/info`, `/metrics`, `/openapi.json`). TEI's handlers are in [`crate::tei`],
 //! OpenAI's in [`crate::openai`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) started: u64,
     /// Set once the model is loaded.
     pub(crate) model: OnceLock<ModelInfo>,
+    /// Set when the model thread has died.
+    pub(crate) dead: Arc<AtomicBool>,
     pub(crate) worker: Worker,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) metrics: Arc<Metrics>,
@@ -52,6 +55,7 @@ impl Shared {
         prompts: Prompts,
         worker: Worker,
         metrics: Arc<Metrics>,
+        dead: Arc<AtomicBool>,
     ) -> Self {
         Self {
             model_name: config.model_name.clone(),
@@ -64,14 +68,21 @@ impl Shared {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             model: OnceLock::new(),
+            dead,
             worker,
             permits: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             metrics,
         }
     }
 
-    /// The loaded model, or 503 while it loads.
+    /// The loaded model, or 503 while it loads or once its thread has died.
     pub(crate) fn model(&self) -> Result<&ModelInfo, ApiError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the model thread has died: the server is stopping",
+            ));
+        }
         self.model.get().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -213,6 +213,23 @@ fn run(models: &Models, queue: &mpsc::Receiver<Job>, max_batch_tokens: usize, me
     }
 }
 
+/// Test hook for fault tests: with `MTL_SERVE_FAULT_AT_BATCH=N` in the environment, the model
+/// thread panics just before its `N`-th batch (1-based), as a GPU running out of memory does.
+/// Without the variable it does nothing.
+fn fault_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BATCHES: AtomicU64 = AtomicU64::new(0);
+    let Some(at) = std::env::var("MTL_SERVE_FAULT_AT_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if BATCHES.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        panic!("MTL_SERVE_FAULT_AT_BATCH={at}: the model thread fails at batch {at}");
+    }
+}
+
 /// Texts per padded batch: as many of the longest remaining as fit in `max_batch_tokens`
 /// padded tokens (at least one).
 fn batch_sizes(lengths_desc: &[usize], max_batch_tokens: usize) -> Vec<usize> {
@@ -269,6 +286,7 @@ fn embed(
         if batch.is_empty() {
             continue;
         }
+        fault_point();
         metrics.batch_size.observe(batch.len() as f64);
         metrics
             .tokens
@@ -339,6 +357,7 @@ fn predict(
         })
         .collect();
     let batch_size = (max_batch_tokens / classifier.tokenizer().max_length()).max(1);
+    fault_point();
     metrics
         .batch_size
         .observe(inputs.len().min(batch_size) as f64);

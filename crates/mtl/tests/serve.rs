@@ -287,3 +287,42 @@ fn flags_can_come_from_the_environment() {
     assert_eq!(info["max_batch_tokens"], 512, "{info}");
     assert_eq!(info["max_inputs"], 3, "the command line wins: {info}");
 }
+
+/// A model thread that dies (a panic, as running out of GPU memory raises; injected with the
+/// test hook `MTL_SERVE_FAULT_AT_BATCH`): the request in flight gets a 500, and the process
+/// stops on its own with a non-zero status, so that a supervisor restarts it.
+#[test]
+fn a_dead_model_thread_ends_the_process_with_an_error() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtl"));
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            tiny_dir().to_str().unwrap(),
+        ])
+        .env("MTL_SERVE_FAULT_AT_BATCH", "1");
+    let (mut child, base) = start(command);
+    let status = match ureq::post(&format!("{base}/embed"))
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"inputs": ["the team won"]}"#)
+    {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(status, _)) => status,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 500);
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed().as_secs() > 30 {
+            let _ = child.kill();
+            panic!("mtl serve went on after its model thread died");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!exit.success(), "{exit}");
+}
