@@ -1,5 +1,5 @@
-//! The JSON bodies of every route: OpenAI's embeddings API, TEI's `/embed`, and this server's
-//! `/predict`, `/similarity` and `/info`.
+//! The JSON bodies of OpenAI's embeddings and models API, of this server's richer
+//! multi-task `/predict` answer and of `/info` (TEI's routes: [`crate::tei_api`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,8 +36,9 @@ pub(crate) enum EncodingFormat {
     Base64,
 }
 
-/// `POST /v1/embeddings` (OpenAI).
+/// `POST /v1/embeddings` (OpenAI). Unknown fields are refused (422).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EmbeddingsRequest {
     /// The text or texts to embed.
     pub input: Input,
@@ -48,7 +49,7 @@ pub(crate) struct EmbeddingsRequest {
     /// `float` (default) or `base64`.
     #[serde(default)]
     pub encoding_format: EncodingFormat,
-    /// Keep only the first this many dimensions (re-normalised when the model normalises).
+    /// Keep only the first this many dimensions (then re-normalised to unit length).
     #[serde(default)]
     pub dimensions: Option<usize>,
     /// An end-user id (accepted and ignored).
@@ -100,39 +101,9 @@ pub(crate) struct EmbeddingsResponse {
     pub usage: Usage,
 }
 
-fn yes() -> bool {
+/// `true`: a serde default.
+pub(crate) fn yes() -> bool {
     true
-}
-
-/// `POST /embed` (text-embeddings-inference).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-pub(crate) struct EmbedRequest {
-    /// The text or texts to embed.
-    pub inputs: Input,
-    /// L2-normalise the embeddings. Default: true.
-    #[serde(default = "yes")]
-    pub normalize: bool,
-    /// Truncate inputs longer than the model's maximum; with `false` they are an error (422).
-    /// Default: true.
-    #[serde(default = "yes")]
-    pub truncate: bool,
-}
-
-/// `POST /similarity`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-pub(crate) struct SimilarityRequest {
-    /// The texts to compare (at least one).
-    pub inputs: Vec<String>,
-}
-
-/// `POST /predict`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-pub(crate) struct PredictRequest {
-    /// The text or texts to classify.
-    pub inputs: Input,
-    /// Only these tasks, in this order. Default: every task of the model.
-    #[serde(default)]
-    pub tasks: Option<Vec<String>>,
 }
 
 /// A label's probability.
@@ -197,6 +168,28 @@ pub(crate) struct Info {
     pub max_body_bytes: usize,
     /// This server's version.
     pub version: String,
+}
+
+/// One model of `GET /v1/models`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct ModelCard {
+    /// The served model's name (what `/v1/embeddings` reports).
+    pub id: String,
+    /// Always `model`.
+    pub object: String,
+    /// When the server started, in Unix seconds.
+    pub created: u64,
+    /// Always `mtl`.
+    pub owned_by: String,
+}
+
+/// `GET /v1/models`: the one served model.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct ModelList {
+    /// Always `list`.
+    pub object: String,
+    /// The served model.
+    pub data: Vec<ModelCard>,
 }
 
 /// `GET /health` when ready.

@@ -1,10 +1,13 @@
 //! An HTTP inference server for sentence embeddings and multi-task predictions, the library
 //! behind `mtl serve` (a program can embed it).
 //!
-//! Routes: `POST /v1/embeddings` (OpenAI's embeddings API), `POST /embed` (text-embeddings-
-//! inference), `POST /predict` (a model trained by `mtl train`), `POST /similarity`,
-//! `GET /health`, `GET /info`, `GET /metrics` (Prometheus), `GET /openapi.json`. Errors are
-//! `{"error": {"message", "type"}}` as in the OpenAI API.
+//! Routes: text-embeddings-inference's (TEI's) `POST /` (by model kind), `/embed`,
+//! `/similarity`, `/predict` (a model trained by `mtl train`), `/tokenize`, `/decode` and
+//! `/rerank` (refused: 424), in TEI's shapes; OpenAI's `POST /v1/embeddings` (and the alias
+//! `/embeddings`) and `GET /v1/models`; `GET /health`, `GET /info`, `GET /metrics`
+//! (Prometheus), `GET /openapi.json`. Errors are TEI's `{"error", "error_type"}` on TEI's
+//! routes and this server's own, OpenAI's `{"error": {"message", "type", "param", "code"}}`
+//! on OpenAI's; a 429 says `Retry-After`. A request field a route does not know is a 422.
 //!
 //! The model runs on one thread of its own that batches the texts of concurrent
 //! requests together (up to [`Limits::max_batch_tokens`] padded tokens, longest first); the
@@ -34,12 +37,17 @@
 mod api;
 mod error;
 mod metrics;
+mod openai;
+mod prompts;
 mod routes;
+mod tei;
+mod tei_api;
 mod worker;
 
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mtl_bert::burn::prelude::Device;
 use tokio::net::TcpListener;
@@ -54,7 +62,8 @@ pub struct Limits {
     /// the best of 1k-16k measured on a 2-core CPU (`cargo xtask bench-serve`): larger batches
     /// ran slower there; a GPU wants more.
     pub max_batch_tokens: usize,
-    /// Model requests in flight at most; more are answered 429. Default: 512.
+    /// Model requests in flight at most, counted once a request's body is read; more are
+    /// answered 429. Default: 512.
     pub max_concurrent_requests: usize,
     /// Inputs per request at most; more are answered 413. Default: 2048 (as OpenAI's API).
     pub max_inputs: usize,
@@ -92,9 +101,12 @@ pub struct ServeConfig {
     pub precision: mtl_bert::Precision,
     /// What requests may be.
     pub limits: Limits,
-    /// The bearer token every route but `/health` then needs. Required when the server
-    /// listens on an address other than loopback.
+    /// The bearer token every route but `/health` (and `/metrics` when `public_metrics`) then
+    /// needs. Required when the server listens on an address other than loopback.
     pub api_key: Option<String>,
+    /// Serve `GET /metrics` without the API key too (for a Prometheus scraper that has none).
+    /// Default: false.
+    pub public_metrics: bool,
 }
 
 impl ServeConfig {
@@ -112,6 +124,7 @@ impl ServeConfig {
             device,
             limits: Limits::default(),
             api_key: None,
+            public_metrics: false,
         }
     }
 }
@@ -141,6 +154,7 @@ pub async fn serve(
             "max concurrent requests and max batch tokens must be at least 1".into(),
         ));
     }
+    let prompts = prompts::Prompts::load(&config.model_dir)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let (ready_tx, ready) = oneshot::channel();
     let (worker, thread) = worker::Worker::start(
@@ -155,13 +169,36 @@ pub async fn serve(
         context: "starting the model thread".into(),
         source,
     })?;
-    let state = Arc::new(routes::Shared::new(&config, worker, metrics));
+    // The model thread is watched: if it dies (a panic, as a GPU running out of memory
+    // raises), `/health` turns 503 and the server stops, and `serve` returns an error so that a
+    // supervisor restarts the process. It holds no handle of the server's state, or the
+    // thread's queue would never close.
+    let dead = Arc::new(AtomicBool::new(false));
+    let (died, died_signal) = oneshot::channel::<()>();
+    let watch = dead.clone();
+    let watcher = tokio::task::spawn_blocking(move || {
+        let panicked = thread.join().is_err();
+        if panicked {
+            watch.store(true, Ordering::SeqCst);
+            tracing::error!("the model thread died: stopping the server");
+            let _ = died.send(());
+        }
+        panicked
+    });
+    let state = Arc::new(routes::Shared::new(&config, prompts, worker, metrics, dead));
     let app = routes::router(state.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let died = async {
+            // A thread that ends without dying (the server stopping) is no signal.
+            if died_signal.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             () = shutdown => {}
             _ = stopped => {}
+            () = died => {}
         }
     });
     let server = tokio::spawn(server.into_future());
@@ -181,6 +218,10 @@ pub async fn serve(
     drop(stop);
     drop(state);
     loaded?;
+    // The router and its handles are gone: the model thread's queue is closed.
+    if watcher.await.unwrap_or(true) {
+        return Err(Error::ModelThread);
+    }
     served
         .map_err(|e| Error::Io {
             context: "the server task".into(),
@@ -190,8 +231,6 @@ pub async fn serve(
             context: format!("serving on {address}"),
             source,
         })?;
-    // The router and its handles are gone: the model thread's queue is closed.
-    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     tracing::info!("stopped");
     Ok(())
 }

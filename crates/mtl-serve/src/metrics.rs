@@ -38,6 +38,9 @@ pub(crate) struct Metrics {
     pub texts: Counter,
     /// `mtl_tokens_total`: tokens embedded (special tokens included, padding not).
     pub tokens: Counter,
+    /// `mtl_texts_dropped_total`: queued texts not embedded because their client had gone
+    /// (or their request had already failed).
+    pub texts_dropped: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -57,6 +60,7 @@ impl Metrics {
         let queue_depth = Gauge::default();
         let texts = Counter::default();
         let tokens = Counter::default();
+        let texts_dropped = Counter::default();
         registry.register(
             "requests",
             "HTTP requests by route and status",
@@ -79,6 +83,11 @@ impl Metrics {
             "Tokens embedded (special tokens included, padding not)",
             tokens.clone(),
         );
+        registry.register(
+            "texts_dropped",
+            "Queued texts not embedded because their client had gone or their request had failed",
+            texts_dropped.clone(),
+        );
         Self {
             registry,
             requests,
@@ -87,6 +96,7 @@ impl Metrics {
             queue_depth,
             texts,
             tokens,
+            texts_dropped,
         }
     }
 

@@ -1,6 +1,9 @@
-//! The routes, their checks of each request, and the middleware around them (API key,
-//! request limit, metrics and logs).
+//! The router: every route with the middleware around it (API key, request limit, metrics
+//! and logs), the checks and model calls the handlers share, and the server's own routes
+//! (`/health`, `/info`, `/metrics`, `/openapi.json`). TEI's handlers are in [`crate::tei`],
+//! OpenAI's in [`crate::openai`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -11,21 +14,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
-use mtl_bert::{BertTokenizer, Encoding};
-use mtl_bert::{cosine_matrix, l2_normalize_row};
-use tokio::sync::{Semaphore, oneshot};
+use mtl_bert::{BertTokenizer, Encoding, l2_normalize_row};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use utoipa::OpenApi;
 
-use crate::api::{
-    EmbedRequest, EmbeddingData, EmbeddingValue, EmbeddingsRequest, EmbeddingsResponse,
-    EncodingFormat, Health, Info, LabelProbability, PredictRequest, SimilarityRequest, TaskInfo,
-    TaskPrediction, Usage,
-};
-use crate::error::{ApiError, ErrorBody};
+use crate::api::{Health, Info, TaskInfo};
+use crate::error::{ApiError, ErrorBody, Family, OpenAiErrorBody};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::prompts::Prompts;
+use crate::tei_api::TruncationDirection;
 use crate::worker::{Job, ModelInfo, Worker};
-use crate::{Limits, ServeConfig};
+use crate::{Limits, ServeConfig, openai, tei};
 
 /// What every request can reach.
 pub(crate) struct Shared {
@@ -33,8 +32,16 @@ pub(crate) struct Shared {
     pub(crate) backend: String,
     pub(crate) limits: Limits,
     pub(crate) api_key: Option<String>,
+    /// `/metrics` needs no API key.
+    pub(crate) public_metrics: bool,
+    /// The model's prompts (TEI's `prompt_name`).
+    pub(crate) prompts: Prompts,
+    /// When the server started, in Unix seconds (`/v1/models`' `created`).
+    pub(crate) started: u64,
     /// Set once the model is loaded.
     pub(crate) model: OnceLock<ModelInfo>,
+    /// Set when the model thread has died.
+    pub(crate) dead: Arc<AtomicBool>,
     pub(crate) worker: Worker,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) metrics: Arc<Metrics>,
@@ -43,20 +50,39 @@ pub(crate) struct Shared {
 pub(crate) type AppState = Arc<Shared>;
 
 impl Shared {
-    pub(crate) fn new(config: &ServeConfig, worker: Worker, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        config: &ServeConfig,
+        prompts: Prompts,
+        worker: Worker,
+        metrics: Arc<Metrics>,
+        dead: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             model_name: config.model_name.clone(),
             backend: config.backend.clone(),
             limits: config.limits.clone(),
             api_key: config.api_key.clone(),
+            public_metrics: config.public_metrics,
+            prompts,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             model: OnceLock::new(),
+            dead,
             worker,
             permits: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
             metrics,
         }
     }
 
-    fn model(&self) -> Result<&ModelInfo, ApiError> {
+    /// The loaded model, or 503 while it loads or once its thread has died.
+    pub(crate) fn model(&self) -> Result<&ModelInfo, ApiError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the model thread has died: the server is stopping",
+            ));
+        }
         self.model.get().ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -71,42 +97,56 @@ impl Shared {
 #[openapi(
     info(
         title = "mtl serve",
-        description = "Sentence embeddings and multi-task predictions"
+        description = "Sentence embeddings and multi-task predictions: text-embeddings-inference's \
+                       routes and OpenAI's embeddings API"
     ),
     paths(
-        openai_embeddings,
-        tei_embed,
-        predict,
-        similarity,
+        tei::root,
+        tei::embed,
+        tei::similarity,
+        tei::predict,
+        tei::tokenize,
+        tei::decode,
+        tei::rerank,
+        openai::embeddings,
+        openai::embeddings_alias,
+        openai::models,
         health,
         info,
         metrics,
         openapi
     ),
-    components(schemas(ErrorBody))
+    components(schemas(ErrorBody, OpenAiErrorBody))
 )]
 pub(crate) struct ApiDoc;
 
 /// Every route with its middleware.
 pub(crate) fn router(state: AppState) -> Router {
-    let limited = Router::new()
-        .route("/v1/embeddings", post(openai_embeddings))
-        .route("/embed", post(tei_embed))
-        .route("/predict", post(predict))
-        .route("/similarity", post(similarity))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit));
     Router::new()
+        .route("/", get(health).post(tei::root))
+        .route("/embed", post(tei::embed))
+        .route("/predict", post(tei::predict))
+        .route("/similarity", post(tei::similarity))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/embeddings", post(openai::embeddings_alias))
         .route("/health", get(health))
         .route("/info", get(info))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .merge(limited)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .method_not_allowed_fallback(|| async {
+        .route("/tokenize", post(tei::tokenize))
+        .route("/decode", post(tei::decode))
+        .route("/rerank", post(tei::rerank))
+        .route("/v1/models", get(openai::models))
+        .fallback(|request: Request| async move {
+            ApiError::new(StatusCode::NOT_FOUND, "no such route")
+                .respond(Family::of_path(request.uri().path()))
+        })
+        .method_not_allowed_fallback(|request: Request| async move {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "this route takes another method",
             )
+            .respond(Family::of_path(request.uri().path()))
         })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -142,10 +182,13 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     response
 }
 
-/// With an API key set, every route but `/health` needs `Authorization: Bearer KEY`.
+/// With an API key set, every route but `/health` (and `/metrics` when public) needs
+/// `Authorization: Bearer KEY`.
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let open = path == "/health" || (state.public_metrics && path == "/metrics");
     if let Some(key) = &state.api_key
-        && request.uri().path() != "/health"
+        && !open
     {
         let given = request
             .headers()
@@ -157,7 +200,7 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong API key: send the header `Authorization: Bearer KEY`",
             )
-            .into_response();
+            .respond(Family::of_path(request.uri().path()));
         }
     }
     next.run(request).await
@@ -168,43 +211,27 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// At most `max_concurrent_requests` model requests in flight; more are answered 429 at once,
-/// so a flood never queues unbounded work or memory. The refused request's body is read and
-/// dropped frame by frame first (up to `max_body_bytes`, never held whole): a client still
-/// sending it would otherwise find the connection closed and see a broken pipe, not the 429.
-async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state.permits.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
-        Err(_) => {
-            drain(request.into_body(), state.limits.max_body_bytes).await;
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "the server has {} requests in flight, its limit: retry later",
-                    state.limits.max_concurrent_requests
-                ),
-            )
-            .into_response()
-        }
-    }
+/// A permit for one model request: at most `max_concurrent_requests` are in flight; more are
+/// answered 429 at once (with `Retry-After`), so a flood never queues unbounded work or memory.
+/// Taken after the body is read and checked, so a client that is slow to send its body holds
+/// none.
+pub(crate) fn permit(state: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.permits.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the server has {} requests in flight, its limit: retry later",
+                state.limits.max_concurrent_requests
+            ),
+        )
+    })
 }
 
-/// Reads `body` to its end, or until more than `limit` bytes or an error, dropping each frame.
-async fn drain(mut body: axum::body::Body, limit: usize) {
-    use http_body_util::BodyExt;
-    let mut read = 0usize;
-    while let Some(Ok(frame)) = body.frame().await {
-        read += frame.data_ref().map_or(0, |data| data.len());
-        if read > limit {
-            break;
-        }
-    }
-}
-
-/// Checks the number of texts and their sizes.
-fn check_texts(texts: &[String], limits: &Limits) -> Result<(), ApiError> {
+/// Checks the number of texts and their sizes: none is TEI's `Empty` (400), too many or too
+/// long 413, an empty string 422.
+pub(crate) fn check_texts(texts: &[String], limits: &Limits) -> Result<(), ApiError> {
     if texts.is_empty() {
-        return Err(ApiError::invalid("no input: give at least one text"));
+        return Err(ApiError::empty("no input: give at least one text"));
     }
     if texts.len() > limits.max_inputs {
         return Err(ApiError::too_large(format!(
@@ -228,23 +255,62 @@ fn check_texts(texts: &[String], limits: &Limits) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Tokenizes `texts` off the async threads; checks token ids, and without `truncate` that no
-/// text is longer than the model's maximum.
+/// How inputs are cut to the model's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Truncation {
+    /// Cut too-long inputs; without, they are a 422.
+    pub truncate: bool,
+    /// Which end is cut.
+    pub direction: TruncationDirection,
+}
+
+impl Default for Truncation {
+    /// Cut, at the end: the default of every route.
+    fn default() -> Self {
+        Self {
+            truncate: true,
+            direction: TruncationDirection::Right,
+        }
+    }
+}
+
+/// Tokenizes `texts` off the async threads (cutting them as `truncation` says); checks token
+/// ids, and without `truncate` that no text is longer than the model's maximum.
 async fn tokenize(
-    tokenizer: &BertTokenizer,
     model: &ModelInfo,
     texts: Vec<String>,
-    truncate: bool,
+    truncation: Truncation,
 ) -> Result<Vec<Encoding>, ApiError> {
-    let tokenizer = tokenizer.clone();
-    let encodings = tokio::task::spawn_blocking(move || tokenizer.encode(&texts))
-        .await
-        .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?
-        .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?;
-    BertTokenizer::check_ids(&encodings, model.vocab_size, model.type_vocab_size).map_err(|e| {
+    let encodings = match truncation.direction {
+        TruncationDirection::Right => {
+            let tokenizer = model.tokenizer.clone();
+            tokio::task::spawn_blocking(move || tokenizer.encode(&texts))
+                .await
+                .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?
+                .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?
+        }
+        TruncationDirection::Left => {
+            let tokenizer = model.tokenizer_left.clone();
+            tokio::task::spawn_blocking(move || tokenizer.encode_batch(texts, true))
+                .await
+                .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?
+                .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?
+        }
+    };
+    check_encodings(model, &encodings, truncation.truncate)?;
+    Ok(encodings)
+}
+
+/// Checks token ids against the model's tables, and without `truncate` that no input was cut.
+pub(crate) fn check_encodings(
+    model: &ModelInfo,
+    encodings: &[Encoding],
+    truncate: bool,
+) -> Result<(), ApiError> {
+    BertTokenizer::check_ids(encodings, model.vocab_size, model.type_vocab_size).map_err(|e| {
         match e {
             mtl_bert::Error::Text { index, problem } => {
-                ApiError::invalid(format!("input {index}: {problem}"))
+                ApiError::invalid(format!("input {index}: {problem}")).tokenizer()
             }
             other => ApiError::internal(other.to_string()),
         }
@@ -257,236 +323,67 @@ async fn tokenize(
         return Err(ApiError::invalid(format!(
             "input {i} is longer than the model's {} tokens; shorten it or send `truncate: true`",
             model.max_input_tokens
-        )));
+        ))
+        .tokenizer());
     }
-    Ok(encodings)
+    Ok(())
 }
 
 /// Checks and tokenizes `texts`, then embeds them on the model thread: the raw (not
 /// normalised) embeddings, in order, and the number of tokens read.
-async fn embed_texts(
+pub(crate) async fn embed_texts(
     state: &Shared,
     model: &ModelInfo,
     texts: Vec<String>,
-    truncate: bool,
+    truncation: Truncation,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     check_texts(&texts, &state.limits)?;
-    let encodings = tokenize(&model.tokenizer, model, texts, truncate).await?;
+    let _permit = permit(state)?;
+    let mut encodings = tokenize(model, texts, truncation).await?;
+    // What truncation cut off is not needed past the checks: it would ride along to the
+    // model thread (a 100,000-character input carries about 25,000 tokens).
+    encodings
+        .iter_mut()
+        .for_each(|e| drop(e.take_overflowing()));
     let tokens = encodings.iter().map(Encoding::len).sum();
-    Ok((embed(state, encodings).await?, tokens))
-}
-
-/// The raw (not normalised) embeddings of `encodings`, from the model thread.
-async fn embed(state: &Shared, encodings: Vec<Encoding>) -> Result<Vec<Vec<f32>>, ApiError> {
     let (reply, answer) = oneshot::channel();
     if !state.worker.submit(Job::Embed { encodings, reply }) {
         return Err(ApiError::internal("the model thread has stopped"));
     }
-    answer
-        .await
-        .map_err(|_| ApiError::internal("the model thread stopped"))?
-        .map_err(ApiError::internal)
-}
-
-/// Reads the JSON body, or the error that says why it is not acceptable.
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(value)| value).map_err(ApiError::from)
-}
-
-/// Embeddings, as OpenAI's API makes them.
-#[utoipa::path(
-    post,
-    path = "/v1/embeddings",
-    request_body = EmbeddingsRequest,
-    responses(
-        (status = 200, description = "One embedding per input", body = EmbeddingsResponse),
-        (status = 413, description = "Too many or too long inputs, or too large a body", body = ErrorBody),
-        (status = 422, description = "An input or setting is not acceptable", body = ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = ErrorBody),
-    )
-)]
-async fn openai_embeddings(
-    State(state): State<AppState>,
-    request: Result<Json<EmbeddingsRequest>, JsonRejection>,
-) -> Result<Json<EmbeddingsResponse>, ApiError> {
-    let request = body(request)?;
-    let model = state.model()?;
-    if let Some(d) = request.dimensions
-        && !(1..=model.dim).contains(&d)
-    {
-        return Err(ApiError::invalid(format!(
-            "dimensions {d}: this model's embeddings have {} (give 1 to {0})",
-            model.dim
-        )));
-    }
-    let (rows, tokens) = embed_texts(&state, model, request.input.into_texts(), true).await?;
-    let data = rows
-        .into_iter()
-        .enumerate()
-        .map(|(index, mut row)| {
-            if let Some(d) = request.dimensions {
-                row.truncate(d);
-            }
-            if model.normalize {
-                l2_normalize_row(&mut row);
-            }
-            let embedding = match request.encoding_format {
-                EncodingFormat::Float => EmbeddingValue::Float(row),
-                EncodingFormat::Base64 => {
-                    let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    EmbeddingValue::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
-                }
-            };
-            EmbeddingData {
-                object: "embedding".into(),
-                index,
-                embedding,
-            }
-        })
-        .collect();
-    Ok(Json(EmbeddingsResponse {
-        object: "list".into(),
-        data,
-        model: state.model_name.clone(),
-        usage: Usage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        },
-    }))
-}
-
-/// Embeddings, as text-embeddings-inference's `/embed` makes them.
-#[utoipa::path(
-    post,
-    path = "/embed",
-    request_body = EmbedRequest,
-    responses(
-        (status = 200, description = "One embedding per input", body = Vec<Vec<f32>>),
-        (status = 413, description = "Too many or too long inputs, or too large a body", body = ErrorBody),
-        (status = 422, description = "An input is not acceptable", body = ErrorBody),
-        (status = 429, description = "Too many requests in flight", body = ErrorBody),
-    )
-)]
-async fn tei_embed(
-    State(state): State<AppState>,
-    request: Result<Json<EmbedRequest>, JsonRejection>,
-) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
-    let request = body(request)?;
-    let model = state.model()?;
-    let texts = request.inputs.into_texts();
-    let (mut rows, _) = embed_texts(&state, model, texts, request.truncate).await?;
-    if request.normalize {
-        rows.iter_mut().for_each(|row| l2_normalize_row(row));
-    }
-    Ok(Json(rows))
-}
-
-/// The cosine similarity of every pair of texts.
-#[utoipa::path(
-    post,
-    path = "/similarity",
-    request_body = SimilarityRequest,
-    responses(
-        (status = 200, description = "The cosine similarity matrix, rows and columns in input order", body = Vec<Vec<f32>>),
-        (status = 413, description = "Too many or too long inputs", body = ErrorBody),
-        (status = 422, description = "An input is not acceptable", body = ErrorBody),
-    )
-)]
-async fn similarity(
-    State(state): State<AppState>,
-    request: Result<Json<SimilarityRequest>, JsonRejection>,
-) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
-    let request = body(request)?;
-    let model = state.model()?;
-    let (rows, _) = embed_texts(&state, model, request.inputs, true).await?;
-    let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-    Ok(Json(cosine_matrix(&rows)))
-}
-
-/// Every task's (or the named tasks') label for each input, with the probabilities.
-#[utoipa::path(
-    post,
-    path = "/predict",
-    request_body = PredictRequest,
-    responses(
-        (status = 200, description = "Per input, per task: label, its probability and every label's", body = Vec<Vec<TaskPrediction>>),
-        (status = 400, description = "The model has no tasks (an embedding model)", body = ErrorBody),
-        (status = 422, description = "An input or task name is not acceptable", body = ErrorBody),
-    )
-)]
-async fn predict(
-    State(state): State<AppState>,
-    request: Result<Json<PredictRequest>, JsonRejection>,
-) -> Result<Json<Vec<Vec<TaskPrediction>>>, ApiError> {
-    let request = body(request)?;
-    let model = state.model()?;
-    let (Some(tasks), Some(tokenizer)) = (&model.tasks, &model.task_tokenizer) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{} is an embedding model without tasks: /predict needs a model trained by \
-                 `mtl train`",
-                state.model_name
-            ),
-        ));
-    };
-    let names = tasks.task_names();
-    let wanted: Vec<usize> = match &request.tasks {
-        None => (0..names.len()).collect(),
-        Some(list) if list.is_empty() => {
-            return Err(ApiError::invalid(
-                "tasks is empty: leave it out for every task",
-            ));
-        }
-        Some(list) => list
-            .iter()
-            .map(|name| {
-                names.iter().position(|n| n == name).ok_or_else(|| {
-                    ApiError::invalid(format!(
-                        "unknown task {name:?} (this model's tasks: {})",
-                        names.join(", ")
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let texts = request.inputs.into_texts();
-    check_texts(&texts, &state.limits)?;
-    tokenize(tokenizer, model, texts.clone(), true).await?;
-    let (reply, answer) = oneshot::channel();
-    if !state.worker.submit(Job::Predict { texts, reply }) {
-        return Err(ApiError::internal("the model thread has stopped"));
-    }
-    let predictions = answer
+    let rows = answer
         .await
         .map_err(|_| ApiError::internal("the model thread stopped"))?
         .map_err(ApiError::internal)?;
-    let answer = predictions
-        .into_iter()
-        .map(|per_task| {
-            wanted
-                .iter()
-                .map(|&t| {
-                    let p = &per_task[t];
-                    TaskPrediction {
-                        task: p.task.clone(),
-                        label: p.label.clone(),
-                        probability: p.probabilities[p.label_index],
-                        probabilities: tasks.tasks[t]
-                            .labels
-                            .iter()
-                            .zip(&p.probabilities)
-                            .map(|(label, &probability)| LabelProbability {
-                                label: label.clone(),
-                                probability,
-                            })
-                            .collect(),
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    Ok(Json(answer))
+    Ok((rows, tokens))
+}
+
+/// Checks a requested number of dimensions: 1 to the model's `dim` (422 otherwise).
+pub(crate) fn check_dimensions(dimensions: Option<usize>, dim: usize) -> Result<(), ApiError> {
+    match dimensions {
+        Some(d) if !(1..=dim).contains(&d) => Err(ApiError::invalid(format!(
+            "dimensions {d}: this model's embeddings have {dim} (give 1 to {dim})"
+        ))
+        .param("dimensions")),
+        _ => Ok(()),
+    }
+}
+
+/// Keeps the first `dimensions` values of each row (Matryoshka), then L2-normalises them
+/// when `normalize`.
+pub(crate) fn shape_rows(rows: &mut [Vec<f32>], dimensions: Option<usize>, normalize: bool) {
+    for row in rows {
+        if let Some(d) = dimensions {
+            row.truncate(d);
+        }
+        if normalize {
+            l2_normalize_row(row);
+        }
+    }
+}
+
+/// Reads the JSON body, or the error that says why it is not acceptable.
+pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(value)| value).map_err(ApiError::from)
 }
 
 /// 200 once the model is loaded, 503 before.
@@ -545,7 +442,7 @@ async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
 }
 
 /// Prometheus metrics: requests by route and status, latency and batch-size histograms, queue
-/// depth, texts and tokens.
+/// depth, texts and tokens, texts dropped for clients that had gone.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -574,4 +471,45 @@ async fn openapi() -> impl IntoResponse {
             .to_json()
             .expect("the document serialises"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_keep_their_first_dimensions_then_unit_length() {
+        let mut rows = vec![vec![3.0, 4.0, 12.0], vec![1.0, 0.0, 5.0]];
+        shape_rows(&mut rows, Some(2), true);
+        assert_eq!(rows, [vec![0.6, 0.8], vec![1.0, 0.0]]);
+        let mut rows = vec![vec![3.0, 4.0, 12.0]];
+        shape_rows(&mut rows, None, false);
+        assert_eq!(rows, [vec![3.0, 4.0, 12.0]]);
+        assert!(check_dimensions(Some(0), 3).is_err());
+        assert!(check_dimensions(Some(4), 3).is_err());
+        assert!(check_dimensions(Some(3), 3).is_ok());
+        assert!(check_dimensions(None, 3).is_ok());
+    }
+
+    #[test]
+    fn no_texts_is_empty_and_too_many_is_too_large() {
+        let limits = Limits {
+            max_inputs: 2,
+            ..Limits::default()
+        };
+        assert_eq!(
+            check_texts(&[], &limits).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        let three = vec!["a".to_owned(); 3];
+        assert_eq!(
+            check_texts(&three, &limits).unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let blank = vec![String::new()];
+        assert_eq!(
+            check_texts(&blank, &limits).unwrap_err().status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
 }

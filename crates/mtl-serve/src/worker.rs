@@ -5,7 +5,8 @@
 //! sorts all their texts by length (longest first, as [`mtl_bert::SentenceEncoder`] does) and
 //! runs them in batches of at most `max_batch_tokens` padded tokens; a request is answered as
 //! soon as its last text is done, so one request's texts may span several batches, and a batch
-//! may hold texts of several requests.
+//! may hold texts of several requests. Before each batch, the texts of requests whose client
+//! has gone (the handler, and with it the reply's receiver, dropped) are left out.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,10 +15,13 @@ use std::sync::mpsc;
 use mtl_bert::burn::prelude::Device;
 use mtl_bert::{BertTokenizer, Encoding, Pooling, Precision, SentenceEncoder};
 use mtl_model::{MtlConfig, MultiTaskClassifier, Prediction};
+use tokenizers::Tokenizer;
+use tokenizers::utils::truncation::TruncationDirection;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::tei_api::Sequence;
 
 /// What the model thread knows once the model is loaded.
 #[derive(Debug, Clone)]
@@ -32,6 +36,10 @@ pub(crate) struct ModelInfo {
     pub max_input_tokens: usize,
     /// The encoder's tokenizer (tokenizing happens on the request's thread).
     pub tokenizer: BertTokenizer,
+    /// The same, cutting a too-long input's beginning (TEI's `truncation_direction: Left`).
+    pub tokenizer_left: Tokenizer,
+    /// The same, not truncating (`/tokenize`).
+    pub tokenizer_whole: Tokenizer,
     /// The model's vocabulary and token type sizes, to check token ids.
     pub vocab_size: usize,
     /// See `vocab_size`.
@@ -47,7 +55,7 @@ pub(crate) struct ModelInfo {
 /// Where a request's embeddings go, in its texts' order (or why there are none).
 pub(crate) type EmbedReply = oneshot::Sender<Result<Vec<Vec<f32>>, String>>;
 
-/// Where a request's predictions go: per text, per task in the model's order.
+/// Where a request's predictions go: per input, per task in the model's order.
 pub(crate) type PredictReply = oneshot::Sender<Result<Vec<Vec<Prediction>>, String>>;
 
 /// One request's work.
@@ -59,10 +67,10 @@ pub(crate) enum Job {
         /// Where the embeddings go.
         reply: EmbedReply,
     },
-    /// Predict every task for these texts.
+    /// Predict every task for these inputs (texts or text pairs).
     Predict {
-        /// The texts.
-        texts: Vec<String>,
+        /// The inputs.
+        inputs: Vec<Sequence>,
         /// Where the predictions go.
         reply: PredictReply,
     },
@@ -150,7 +158,20 @@ fn load(dir: &std::path::Path, device: &Device, precision: Precision) -> Result<
 
 fn info(models: &Models) -> ModelInfo {
     let encoder = &models.encoder;
+    let mut tokenizer_left = encoder.tokenizer().inner().clone();
+    if let Some(mut truncation) = tokenizer_left.get_truncation().cloned() {
+        truncation.direction = TruncationDirection::Left;
+        tokenizer_left
+            .with_truncation(Some(truncation))
+            .expect("the tokenizer's own truncation, cut from the other end, is valid");
+    }
+    let mut tokenizer_whole = encoder.tokenizer().inner().clone();
+    tokenizer_whole
+        .with_truncation(None)
+        .expect("no truncation is valid");
     ModelInfo {
+        tokenizer_left,
+        tokenizer_whole,
         dim: encoder.dim(),
         pooling: encoder.defaults().pooling,
         normalize: encoder.defaults().normalize,
@@ -175,7 +196,7 @@ fn run(models: &Models, queue: &mpsc::Receiver<Job>, max_batch_tokens: usize, me
         for job in jobs {
             match job {
                 Job::Embed { encodings, reply } => embeds.push((encodings, reply)),
-                Job::Predict { texts, reply } => predicts.push((texts, reply)),
+                Job::Predict { inputs, reply } => predicts.push((inputs, reply)),
             }
         }
         if !embeds.is_empty() {
@@ -189,6 +210,23 @@ fn run(models: &Models, queue: &mpsc::Receiver<Job>, max_batch_tokens: usize, me
                 }),
             }
         }
+    }
+}
+
+/// Test hook for fault tests: with `MTL_SERVE_FAULT_AT_BATCH=N` in the environment, the model
+/// thread panics just before its `N`-th batch (1-based), as a GPU running out of memory does.
+/// Without the variable it does nothing.
+fn fault_point() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BATCHES: AtomicU64 = AtomicU64::new(0);
+    let Some(at) = std::env::var("MTL_SERVE_FAULT_AT_BATCH")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if BATCHES.fetch_add(1, Ordering::SeqCst) + 1 == at {
+        panic!("MTL_SERVE_FAULT_AT_BATCH={at}: the model thread fails at batch {at}");
     }
 }
 
@@ -207,7 +245,7 @@ fn batch_sizes(lengths_desc: &[usize], max_batch_tokens: usize) -> Vec<usize> {
 }
 
 /// Embeds the texts of every job together, longest first, and answers each job when its last
-/// text is done.
+/// text is done; the texts of a job whose client has gone are dropped before they run.
 fn embed(
     encoder: &SentenceEncoder,
     jobs: Vec<(Vec<Encoding>, EmbedReply)>,
@@ -235,7 +273,20 @@ fn embed(
     let lengths: Vec<usize> = texts.iter().map(|(_, _, e)| e.len()).collect();
     let mut texts = texts.into_iter();
     for size in batch_sizes(&lengths, max_batch_tokens) {
-        let batch: Vec<(usize, usize, Encoding)> = texts.by_ref().take(size).collect();
+        // Texts of a request whose client has gone (its reply's receiver dropped), or that
+        // already failed, are dropped here, before the model runs them.
+        let (batch, dropped): (Vec<_>, Vec<_>) =
+            texts
+                .by_ref()
+                .take(size)
+                .partition(|(job, _, _): &(usize, usize, Encoding)| {
+                    replies[*job].as_ref().is_some_and(|r| !r.is_closed())
+                });
+        metrics.texts_dropped.inc_by(dropped.len() as u64);
+        if batch.is_empty() {
+            continue;
+        }
+        fault_point();
         metrics.batch_size.observe(batch.len() as f64);
         metrics
             .tokens
@@ -282,27 +333,64 @@ fn embed(
     }
 }
 
-/// Predicts the texts of every job in one call (the classifier sorts and batches them), and
-/// answers each job with its own.
+/// Predicts the inputs of every job together (the classifier sorts and batches the texts,
+/// then the pairs), and answers each job with its own.
 fn predict(
     classifier: &MultiTaskClassifier,
-    jobs: Vec<(Vec<String>, PredictReply)>,
+    jobs: Vec<(Vec<Sequence>, PredictReply)>,
     max_batch_tokens: usize,
     metrics: &Metrics,
 ) {
-    let texts: Vec<&str> = jobs
+    let inputs: Vec<&Sequence> = jobs.iter().flat_map(|(inputs, _)| inputs).collect();
+    let singles: Vec<&str> = inputs
         .iter()
-        .flat_map(|(texts, _)| texts.iter().map(String::as_str))
+        .filter_map(|s| match s {
+            Sequence::Single(a) => Some(a.as_str()),
+            Sequence::Pair(..) => None,
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = inputs
+        .iter()
+        .filter_map(|s| match s {
+            Sequence::Pair(a, b) => Some((a.as_str(), b.as_str())),
+            Sequence::Single(_) => None,
+        })
         .collect();
     let batch_size = (max_batch_tokens / classifier.tokenizer().max_length()).max(1);
+    fault_point();
     metrics
         .batch_size
-        .observe(texts.len().min(batch_size) as f64);
-    metrics.texts.inc_by(texts.len() as u64);
-    match classifier.predict(&texts, None, batch_size) {
+        .observe(inputs.len().min(batch_size) as f64);
+    metrics.texts.inc_by(inputs.len() as u64);
+    let predicted = (|| {
+        let mut singles = if singles.is_empty() {
+            Vec::new()
+        } else {
+            classifier.predict(&singles, None, batch_size)?
+        }
+        .into_iter();
+        let mut pairs = if pairs.is_empty() {
+            Vec::new()
+        } else {
+            classifier.predict_pairs(&pairs, None, batch_size)?
+        }
+        .into_iter();
+        // Back in the inputs' order: each kind's answers come in that kind's order.
+        Ok::<_, mtl_model::Error>(
+            inputs
+                .iter()
+                .map(|s| match s {
+                    Sequence::Single(_) => singles.next(),
+                    Sequence::Pair(..) => pairs.next(),
+                })
+                .map(|p| p.expect("one answer per input"))
+                .collect::<Vec<_>>(),
+        )
+    })();
+    match predicted {
         Ok(mut predictions) => {
-            for (texts, reply) in jobs.into_iter().rev() {
-                let mine = predictions.split_off(predictions.len() - texts.len());
+            for (inputs, reply) in jobs.into_iter().rev() {
+                let mine = predictions.split_off(predictions.len() - inputs.len());
                 let _ = reply.send(Ok(mine));
             }
         }

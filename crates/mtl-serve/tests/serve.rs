@@ -2,240 +2,22 @@
 //! embeddings equal to `SentenceEncoder`'s alone and batched with other requests, predictions
 //! equal to `MultiTaskClassifier::predict`, 429 under a flood, the API key.
 
-#[path = "../../../tests/support/compare.rs"]
-mod compare;
-#[path = "../../../tests/support/fixtures.rs"]
-mod fixtures;
-
-use std::path::Path;
-use std::sync::mpsc;
+mod common;
 
 use base64::Engine;
-use compare::max_abs_diff;
-use fixtures::tiny_dir;
-use mtl_bert::{Backend, EncodeOptions, SentenceEncoder};
-use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
+use common::compare::max_abs_diff;
+use common::fixtures::tiny_dir;
+use common::*;
+use mtl_bert::SentenceEncoder;
+use mtl_model::MultiTaskClassifier;
 use mtl_serve::{Limits, ServeConfig};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-
-/// A server on a free loopback port, stopped (gracefully) when dropped.
-struct Server {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), mtl_serve::Error>>>,
-}
-
-impl Server {
-    fn start(config: ServeConfig) -> Self {
-        let (address, bound) = mpsc::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                address.send(listener.local_addr().unwrap()).unwrap();
-                mtl_serve::serve(config, listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-            })
-        });
-        let base = format!("http://{}", bound.recv().unwrap());
-        let server = Self {
-            base,
-            stop: Some(stop),
-            thread: Some(thread),
-        };
-        for _ in 0..600 {
-            if server.get("/health").0 == 200 {
-                return server;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("the server was not ready within 30 s");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        answer(ureq::get(&self.url(path)).call())
-    }
-
-    fn post(&self, path: &str, body: &str) -> (u16, String) {
-        answer(
-            ureq::post(&self.url(path))
-                .set("Content-Type", "application/json")
-                .send_string(body),
-        )
-    }
-
-    fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, text) = self.post(path, &body.to_string());
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{path} answered {status} with no JSON ({e}): {text}"));
-        (status, value)
-    }
-
-    /// POSTs a JSON body of `length` bytes from one thread while reading the response on
-    /// another (the server may answer, and close, before the body is all sent); returns the
-    /// whole response.
-    fn raw_post(&self, path: &str, length: usize) -> String {
-        use std::io::{Read, Write};
-        let address = self.base.trim_start_matches("http://").to_owned();
-        let mut stream = std::net::TcpStream::connect(&address).unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-             Content-Length: {length}\r\nConnection: close\r\n\r\n"
-        );
-        let sender = std::thread::spawn(move || {
-            let mut body = b"{\"inputs\": [\"".to_vec();
-            body.resize(length - 3, b'a');
-            body.extend(b"\"]}");
-            let _ = writer.write_all(head.as_bytes());
-            let _ = writer.write_all(&body);
-        });
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
-            .unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let _ = sender.join();
-        String::from_utf8_lossy(&response).into_owned()
-    }
-
-    /// Stops the server and returns how `serve` ended.
-    fn stop(mut self) -> Result<(), mtl_serve::Error> {
-        let _ = self.stop.take().unwrap().send(());
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// A sample's value in `/metrics` (`name` with its labels, e.g. `mtl_batch_size_count`).
-fn metric(server: &Server, name: &str) -> f64 {
-    let (status, text) = server.get("/metrics");
-    assert_eq!(status, 200, "{text}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
-}
-
-/// Waits until the model thread has embedded a text since `before` texts (a request is being
-/// worked on), for at most 60 s.
-fn wait_for_model_work(server: &Server, before: f64) {
-    let started = std::time::Instant::now();
-    while metric(server, "mtl_texts_total") <= before {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the model embedded nothing in 60 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
-/// `n` texts of the tiny model's longest kind (about 60 tokens), numbered.
-fn long_texts(n: usize) -> Vec<String> {
-    (0..n)
-        .map(|i| format!("the team won game {i} after a very long and close match ").repeat(3))
-        .collect()
-}
-
-fn answer(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
-    match result {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(status, r)) => (status, r.into_string().unwrap()),
-        Err(e) => panic!("request failed: {e}"),
-    }
-}
-
-fn device() -> mtl_bert::burn::prelude::Device {
-    Backend::default_compiled().device(0).unwrap()
-}
-
-fn texts() -> Vec<String> {
-    [
-        "the team won the game",
-        "a new phone from the market",
-        "it is a bad day",
-        "the",
-        "play win win team good great new tech phone the of to",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-/// `encoder`'s embeddings of `texts`, with `normalize`.
-fn expected(encoder: &SentenceEncoder, texts: &[String], normalize: bool) -> Vec<Vec<f32>> {
-    let options = EncodeOptions {
-        normalize: Some(normalize),
-        ..EncodeOptions::default()
-    };
-    let embeddings = encoder.encode(texts, &options).unwrap();
-    embeddings.rows().map(<[f32]>::to_vec).collect()
-}
-
-fn rows(value: &Value) -> Vec<Vec<f32>> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
-}
-
-/// `/embed` of `texts` (not normalised) answers `encoder`'s embeddings.
-fn assert_embeds_unnormalised(server: &Server, encoder: &SentenceEncoder, texts: &[String]) {
-    let (status, body) = server.post_json("/embed", &json!({"inputs": texts, "normalize": false}));
-    assert_eq!(status, 200, "{body}");
-    assert_rows_close(&rows(&body), &expected(encoder, texts, false));
-}
-
-fn assert_rows_close(actual: &[Vec<f32>], expected: &[Vec<f32>]) {
-    assert_eq!(actual.len(), expected.len());
-    for (a, e) in actual.iter().zip(expected) {
-        assert_eq!(a.len(), e.len());
-        let difference = max_abs_diff(a, e);
-        assert!(difference <= 1e-6, "embeddings differ by {difference}");
-    }
-}
-
-fn assert_error(status: u16, body: &Value, expected_status: u16, message: &str) {
-    assert_eq!(status, expected_status, "{body}");
-    let text = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(text.contains(message), "{message:?} not in {body}");
-    assert!(body["error"]["type"].is_string(), "{body}");
-}
 
 #[test]
 fn embeddings_equal_the_sentence_encoders_alone_and_batched_with_other_requests() {
     let server = Server::start(ServeConfig::new(tiny_dir(), device()));
     let encoder = SentenceEncoder::load(tiny_dir(), &device()).unwrap();
     let texts = texts();
-    let normalize = encoder.defaults().normalize;
 
     let (status, body) = server.post_json(
         "/v1/embeddings",
@@ -253,7 +35,8 @@ fn embeddings_equal_the_sentence_encoders_alone_and_batched_with_other_requests(
     let embeddings: Vec<Value> = data.iter().map(|d| d["embedding"].clone()).collect();
     assert_rows_close(
         &rows(&Value::Array(embeddings)),
-        &expected(&encoder, &texts, normalize),
+        // Unit length always, as OpenAI's are (the tiny model has no Normalize module).
+        &expected(&encoder, &texts, true),
     );
     let tokens: usize = encoder
         .tokenizer()
@@ -366,7 +149,8 @@ fn base64_dimensions_and_similarity() {
             "/v1/embeddings",
             &json!({"input": "the team", "dimensions": bad}),
         );
-        assert_error(status, &body, 422, "dimensions");
+        assert_openai_error(status, &body, 422, "dimensions");
+        assert_eq!(body["error"]["param"], "dimensions");
     }
     // The cosines of the encoder's own embeddings (an identity or a symmetric matrix of other
     // values fails).
@@ -388,18 +172,6 @@ fn base64_dimensions_and_similarity() {
     );
 }
 
-/// A two-task model with seeded heads on the tiny encoder, saved in `dir`.
-fn save_two_task_model(dir: &Path) {
-    let config = MtlConfig::new(vec![
-        TaskConfig::new("topic", &["sport", "tech", "world"]),
-        TaskConfig::new("mood", &["negative", "positive"]),
-    ]);
-    MultiTaskClassifier::from_pretrained(tiny_dir(), config, 7, &device())
-        .unwrap()
-        .save(dir)
-        .unwrap();
-}
-
 #[test]
 fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
     let saved = tempfile::tempdir().unwrap();
@@ -410,7 +182,9 @@ fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
     let expected = classifier.predict(&texts, None, 32).unwrap();
     let server = Server::start(ServeConfig::new(&dir, device()));
 
-    let (status, body) = server.post_json("/predict", &json!({"inputs": texts}));
+    // Several texts are a batch of one-text lists (a list of two strings is a sentence pair).
+    let batch: Vec<Vec<&String>> = texts.iter().map(|t| vec![t]).collect();
+    let (status, body) = server.post_json("/predict", &json!({"inputs": batch}));
     assert_eq!(status, 200, "{body}");
     let answers = body.as_array().unwrap();
     assert_eq!(answers.len(), texts.len(), "{body}");
@@ -444,6 +218,27 @@ fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body[0].as_array().unwrap().len(), 1);
     assert_eq!(body[0][0]["task"], "mood");
+    // `task` names one task: TEI's shape, most probable label first.
+    let mood = &classifier.predict(&["the team"], None, 8).unwrap()[0][1];
+    let (status, body) =
+        server.post_json("/predict", &json!({"inputs": "the team", "task": "mood"}));
+    assert_eq!(status, 200, "{body}");
+    let labels = body.as_array().unwrap();
+    assert_eq!(labels.len(), 2, "{body}");
+    let top = usize::from(mood.probabilities[1] > mood.probabilities[0]);
+    assert_eq!(labels[0]["label"], ["negative", "positive"][top], "{body}");
+    let score = labels[0]["score"].as_f64().unwrap() as f32;
+    assert!((score - mood.probabilities[top]).abs() <= 1e-6, "{body}");
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"inputs": "the team", "task": "mood", "tasks": ["mood"]}),
+    );
+    assert_error(status, &body, 422, "not both");
+    let (status, body) = server.post_json(
+        "/predict",
+        &json!({"inputs": "the team", "parameters": {"top_k": 1}}),
+    );
+    assert_error(status, &body, 422, "top_k applies to TEI's answer");
     let (status, body) = server.post_json(
         "/predict",
         &json!({"inputs": "the team", "tasks": ["colour"]}),
@@ -469,7 +264,7 @@ fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
 
     let embedding_only = Server::start(ServeConfig::new(tiny_dir(), device()));
     let (status, body) = embedding_only.post_json("/predict", &json!({"inputs": "the team"}));
-    assert_error(status, &body, 400, "embedding model without tasks");
+    assert_error(status, &body, 424, "embedding model without tasks");
 }
 
 #[test]
@@ -478,17 +273,22 @@ fn bad_requests_get_json_errors_and_the_server_goes_on() {
     config.limits.max_inputs = 100;
     let server = Server::start(config);
     let json_error = |(status, text): (u16, String), expected: u16| {
-        assert_eq!(status, expected, "{text}");
         let body: Value = serde_json::from_str(&text).unwrap();
-        assert!(body["error"]["message"].is_string(), "{body}");
+        assert_error(status, &body, expected, "");
+    };
+    let openai_error = |(status, text): (u16, String), expected: u16| {
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_openai_error(status, &body, expected, "");
     };
     json_error(server.post("/embed", "{\"inputs\": [\"a\""), 400);
     json_error(server.post("/embed", "{\"inputs\": 3}"), 422);
-    json_error(server.post("/v1/embeddings", "{\"input\": [1, 2]}"), 422);
-    json_error(server.post("/v1/embeddings", "{}"), 422);
+    openai_error(server.post("/v1/embeddings", "{\"input\": [1, 2]}"), 422);
+    openai_error(server.post("/v1/embeddings", "{}"), 422);
     json_error(server.get("/nowhere"), 404);
+    openai_error(server.get("/v1/nowhere"), 404);
     let (status, body) = server.post_json("/embed", &json!({"inputs": []}));
-    assert_error(status, &body, 422, "no input");
+    assert_error(status, &body, 400, "no input");
+    assert_eq!(body["error_type"], "Empty");
     let (status, body) = server.post_json("/embed", &json!({"inputs": ["a", ""]}));
     assert_error(status, &body, 422, "input 1 is an empty string");
     let many: Vec<&str> = vec!["a"; 100_000];
@@ -518,13 +318,20 @@ fn bad_requests_get_json_errors_and_the_server_goes_on() {
     let document: Value = serde_json::from_str(&document).unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
-        "/v1/embeddings",
+        "/",
         "/embed",
         "/predict",
         "/similarity",
+        "/tokenize",
+        "/decode",
+        "/rerank",
+        "/v1/embeddings",
+        "/embeddings",
+        "/v1/models",
         "/health",
         "/info",
         "/metrics",
+        "/openapi.json",
     ] {
         assert!(
             document["paths"][path].is_object(),
@@ -602,6 +409,21 @@ fn an_api_key_guards_every_route_but_health() {
     assert_eq!(with_key("secreT"), 401);
     assert_eq!(server.get("/health").0, 200);
     assert_eq!(server.get("/info").0, 401);
+    assert_eq!(server.get("/metrics").0, 401);
+    let (status, body) = server.get("/v1/models");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_openai_error(status, &body, 401, "API key");
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    drop(server);
+
+    // --public-metrics: /metrics needs no key, the rest still does.
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.api_key = Some("secret".into());
+    config.public_metrics = true;
+    let server = Server::start(config);
+    assert_eq!(server.get("/metrics").0, 200);
+    assert_eq!(server.get("/info").0, 401);
+    assert_eq!(server.post_json("/embed", &json!({"inputs": "a"})).0, 401);
 }
 
 #[test]
@@ -624,4 +446,94 @@ fn a_public_address_needs_a_key_and_a_missing_model_is_an_error() {
         message.contains("loading the model in /nonexistent/model"),
         "{message}"
     );
+}
+
+/// Eight clients each send a 2048-text request and hang up once the model is at work on
+/// them: their remaining texts are dropped before the model runs them (the model stops within
+/// about one request's worth, not after all eight), and a normal request is answered.
+#[test]
+fn the_work_of_clients_that_hang_up_is_dropped() {
+    use std::io::Write;
+    let server = Server::start(ServeConfig::new(tiny_dir(), device()));
+    let before = metric(&server, "mtl_texts_total");
+    let body = json!({ "inputs": long_texts(2048) }).to_string();
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let clients = 8;
+    let streams: Vec<std::net::TcpStream> = (0..clients)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            write!(
+                stream,
+                "POST /embed HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    wait_for_model_work(&server, before);
+    drop(streams);
+    let started = std::time::Instant::now();
+    let (status, answer) = server.post_json("/embed", &json!({"inputs": ["still served"]}));
+    assert_eq!(status, 200, "{answer}");
+    eprintln!(
+        "a normal request after the hang-ups: {:?}",
+        started.elapsed()
+    );
+    // Settled: nothing queued, and no text embedded or dropped for a second.
+    let seen = || metric(&server, "mtl_texts_total") + metric(&server, "mtl_texts_dropped_total");
+    let mut last = seen();
+    let mut still = std::time::Instant::now();
+    while metric(&server, "mtl_queue_depth") > 0.0 || still.elapsed().as_secs_f64() < 1.0 {
+        assert!(started.elapsed().as_secs() < 120, "the queue never emptied");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = seen();
+        if now != last {
+            last = now;
+            still = std::time::Instant::now();
+        }
+    }
+    let embedded = metric(&server, "mtl_texts_total") - before - 1.0;
+    let dropped = metric(&server, "mtl_texts_dropped_total");
+    eprintln!(
+        "embedded {embedded} of {} texts of clients that had gone; dropped {dropped}",
+        clients * 2048
+    );
+    assert!(
+        embedded < 2.0 * 2048.0,
+        "{embedded} texts of clients that had gone were embedded"
+    );
+    assert!(dropped > 0.0, "nothing was dropped");
+}
+
+/// A client that sends its headers and part of its body, then stalls, holds no permit: with a
+/// limit of one request in flight, a normal request is still answered (the permit is taken
+/// once the body is read).
+#[test]
+fn a_slow_upload_holds_no_permit() {
+    use std::io::Write;
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.limits.max_concurrent_requests = 1;
+    let server = Server::start(config);
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let stalled: Vec<std::net::TcpStream> = ["/embed", "/predict", "/v1/embeddings"]
+        .iter()
+        .map(|path| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            write!(
+                stream,
+                "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n{{\"inputs\": [\"a"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..3 {
+        let (status, body) = server.post_json("/embed", &json!({"inputs": ["not kept waiting"]}));
+        assert_eq!(status, 200, "{body}");
+    }
+    drop(stalled);
 }

@@ -9,11 +9,14 @@ use mtl_serve::{Limits, ServeConfig};
 
 use crate::backend::{BackendArgs, PrecisionArgs};
 
-/// Serve a model over HTTP: OpenAI's embeddings API, TEI's /embed, /predict for models
-/// trained by mtl train, /similarity, /health, /info, /metrics and /openapi.json.
+/// Serve a model over HTTP: text-embeddings-inference's routes in its shapes (/, /embed,
+/// /similarity, /predict for models trained by mtl train, /tokenize, /decode), OpenAI's
+/// /v1/embeddings, /embeddings and /v1/models, and /health, /info, /metrics, /openapi.json.
 ///
 /// Concurrent requests are batched together on the model's thread. Stops on SIGINT or SIGTERM
-/// after finishing the requests in flight. Logs one line per request on standard error
+/// after finishing the requests in flight. Every flag but --device and --quantize can also be
+/// set from the environment, as containers do (MTL_PORT, MTL_MODEL, ...: each flag's help
+/// names its variable); a flag given on the command line wins. Logs one line per request on standard error
 /// (RUST_LOG sets the level, default info).
 #[derive(Debug, Args)]
 #[command(after_help = "Example:
@@ -24,38 +27,45 @@ pub struct ServeArgs {
     /// The model: a model directory (a sentence encoder, or a model saved by mtl train, whose
     /// tasks /predict then serves), a Hugging Face hub id (owner/name), or, left out, the
     /// default all-MiniLM-L6-v2.
-    #[arg(long)]
+    #[arg(long, env = "MTL_MODEL")]
     pub model: Option<String>,
     /// Hub revision (branch, tag or commit) of a hub id in --model. Default: main.
-    #[arg(long)]
+    #[arg(long, env = "MTL_REVISION")]
     pub revision: Option<String>,
     /// The address to listen on. Anything but a loopback address needs --api-key.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, default_value = "127.0.0.1", env = "MTL_HOST")]
     pub host: IpAddr,
     /// The port to listen on (0: any free port, printed at start).
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, default_value_t = 8080, env = "MTL_PORT")]
     pub port: u16,
     /// The bearer token every route but /health then needs (`Authorization: Bearer KEY`).
     #[arg(long, env = "MTL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Serve GET /metrics without the API key too (for a Prometheus scraper without it).
+    #[arg(long, env = "MTL_PUBLIC_METRICS")]
+    pub public_metrics: bool,
     /// Padded tokens per model batch at most (texts times the batch's longest text).
-    #[arg(long, default_value_t = Limits::default().max_batch_tokens)]
+    #[arg(long, default_value_t = Limits::default().max_batch_tokens, env = "MTL_MAX_BATCH_TOKENS")]
     pub max_batch_tokens: usize,
     /// Model requests in flight at most; more are answered 429 Too Many Requests.
-    #[arg(long, default_value_t = Limits::default().max_concurrent_requests)]
+    #[arg(
+        long,
+        default_value_t = Limits::default().max_concurrent_requests,
+        env = "MTL_MAX_CONCURRENT_REQUESTS"
+    )]
     pub max_concurrent_requests: usize,
     /// Inputs per request at most; more are answered 413.
-    #[arg(long, default_value_t = Limits::default().max_inputs)]
+    #[arg(long, default_value_t = Limits::default().max_inputs, env = "MTL_MAX_INPUTS")]
     pub max_inputs: usize,
     /// Characters per input at most; more are answered 413.
-    #[arg(long, default_value_t = Limits::default().max_input_chars)]
+    #[arg(long, default_value_t = Limits::default().max_input_chars, env = "MTL_MAX_INPUT_CHARS")]
     pub max_input_chars: usize,
     /// Bytes per request body at most; more are answered 413.
-    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    #[arg(long, default_value_t = Limits::default().max_body_bytes, env = "MTL_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
     /// The model name reported by /v1/embeddings and /info. Default: the hub id, else the
     /// directory's name.
-    #[arg(long)]
+    #[arg(long, env = "MTL_SERVED_MODEL_NAME")]
     pub served_model_name: Option<String>,
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -84,6 +94,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         (None, _) => config.model_name,
     };
     config.api_key = args.api_key.clone().filter(|k| !k.is_empty());
+    config.public_metrics = args.public_metrics;
     config.limits = Limits {
         max_batch_tokens: args.max_batch_tokens,
         max_concurrent_requests: args.max_concurrent_requests,

@@ -14,7 +14,8 @@ use mtl_bert::{Backend, EncodeOptions, SentenceEncoder};
 
 /// `mtl serve` on the tiny model and a free port; returns the process and its base URL.
 fn serve(extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mtl"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtl"));
+    command
         .args([
             "serve",
             "--port",
@@ -22,7 +23,14 @@ fn serve(extra: &[&str]) -> (Child, String) {
             "--model",
             tiny_dir().to_str().unwrap(),
         ])
-        .args(extra)
+        .args(extra);
+    start(command)
+}
+
+/// Starts `command` (an `mtl serve`) and waits until it answers `/health`; returns the process
+/// and its base URL.
+fn start(mut command: Command) -> (Child, String) {
+    let mut child = command
         .env_remove("MTL_API_KEY")
         .env_remove("MTL_BACKEND")
         .stdout(Stdio::null())
@@ -100,7 +108,12 @@ fn the_official_openai_client_gets_the_sentence_encoders_embeddings() {
     let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let device = Backend::default_compiled().device(0).unwrap();
     let encoder = SentenceEncoder::load(tiny_dir(), &device).unwrap();
-    let expected = encoder.encode(&texts, &EncodeOptions::default()).unwrap();
+    // Unit length, as OpenAI's embeddings always are (the tiny model has no Normalize module).
+    let options = EncodeOptions {
+        normalize: Some(true),
+        ..EncodeOptions::default()
+    };
+    let expected = encoder.encode(&texts, &options).unwrap();
     let vector = |v: &serde_json::Value| -> Vec<f32> {
         v.as_array()
             .unwrap()
@@ -246,4 +259,70 @@ fn a_public_address_without_an_api_key_is_refused() {
         .output()
         .unwrap();
     common::assert_fails_with(&output, "needs an API key (--api-key or MTL_API_KEY)");
+}
+
+/// Every flag of `mtl serve` can come from the environment (as TEI's do, for containers), and
+/// a flag on the command line wins.
+#[test]
+fn flags_can_come_from_the_environment() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtl"));
+    command
+        .args(["serve", "--max-inputs", "3"])
+        .env("MTL_PORT", "0")
+        .env("MTL_MODEL", tiny_dir())
+        .env("MTL_SERVED_MODEL_NAME", "from-the-environment")
+        .env("MTL_MAX_INPUTS", "2")
+        .env("MTL_MAX_BATCH_TOKENS", "512");
+    let (child, base) = start(command);
+    let info: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("{base}/info"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(stop(child).success());
+    assert_eq!(info["model"], "from-the-environment", "{info}");
+    assert_eq!(info["max_batch_tokens"], 512, "{info}");
+    assert_eq!(info["max_inputs"], 3, "the command line wins: {info}");
+}
+
+/// A model thread that dies (a panic, as running out of GPU memory raises; injected with the
+/// test hook `MTL_SERVE_FAULT_AT_BATCH`): the request in flight gets a 500, and the process
+/// stops on its own with a non-zero status, so that a supervisor restarts it.
+#[test]
+fn a_dead_model_thread_ends_the_process_with_an_error() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mtl"));
+    command
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            tiny_dir().to_str().unwrap(),
+        ])
+        .env("MTL_SERVE_FAULT_AT_BATCH", "1");
+    let (mut child, base) = start(command);
+    let status = match ureq::post(&format!("{base}/embed"))
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"inputs": ["the team won"]}"#)
+    {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(status, _)) => status,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(status, 500);
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed().as_secs() > 30 {
+            let _ = child.kill();
+            panic!("mtl serve went on after its model thread died");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!exit.success(), "{exit}");
 }
