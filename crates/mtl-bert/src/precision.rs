@@ -256,12 +256,6 @@ impl BertLayer {
         // for the residual.
         let hidden = hidden.into_data().convert::<f32>();
         let input = hidden.as_slice::<f32>().expect("converted to f32");
-        let qkv = int8.qkv.forward(input, rows, Epilogue::Bias);
-        let part = |index: usize| Rows {
-            data: &qkv,
-            stride: 3 * width,
-            offset: index * width,
-        };
         let heads = self.attention.self_attention.num_heads;
         let dims = Dims {
             batch,
@@ -269,10 +263,20 @@ impl BertLayer {
             heads,
             head_dim: width / heads,
         };
-        let context = self_attention(part(0), part(1), part(2), &KeyMask::from_tensor(bias), dims);
-        let projected = int8
-            .attention_output
-            .forward(&context, rows, Epilogue::Bias);
+        // In a block of its own: the `[rows, 3 hidden]` projections and the context are freed
+        // before the feed-forward block's `[rows, intermediate]` activations exist.
+        let projected = {
+            let qkv = int8.qkv.forward(input, rows, Epilogue::Bias);
+            let part = |index: usize| Rows {
+                data: &qkv,
+                stride: 3 * width,
+                offset: index * width,
+            };
+            let mask = KeyMask::from_tensor(bias);
+            let context = self_attention(part(0), part(1), part(2), &mask, dims);
+            int8.attention_output
+                .forward(&context, rows, Epilogue::Bias)
+        };
         let tensor = |values: Vec<f32>| {
             Tensor::<3>::from_data(TensorData::new(values, [batch, seq_len, width]), &device)
         };
@@ -282,19 +286,29 @@ impl BertLayer {
             .output
             .layer_norm
             .forward(tensor(projected) + hidden);
-        let expanded = match self.intermediate.activation {
-            HiddenAct::Gelu => int8
-                .intermediate
-                .forward_tensor(attended.clone(), Epilogue::BiasGelu),
-            HiddenAct::GeluTanh => gelu_approximate(
-                int8.intermediate
-                    .forward_tensor(attended.clone(), Epilogue::Bias),
-            ),
-            HiddenAct::Relu => relu(
-                int8.intermediate
-                    .forward_tensor(attended.clone(), Epilogue::Bias),
-            ),
+        // Read in place (flex hands the buffer over), then a tensor again for the residual:
+        // no copy of the activations.
+        let attended = attended.into_data().convert::<f32>();
+        let epilogue = match self.intermediate.activation {
+            HiddenAct::Gelu => Epilogue::BiasGelu,
+            HiddenAct::GeluTanh | HiddenAct::Relu => Epilogue::Bias,
         };
+        let inner = int8.intermediate.forward(
+            attended.as_slice::<f32>().expect("converted to f32"),
+            rows,
+            epilogue,
+        );
+        let inner_width = inner.len() / rows.max(1);
+        let expanded = Tensor::<3>::from_data(
+            TensorData::new(inner, [batch, seq_len, inner_width]),
+            &device,
+        );
+        let expanded = match self.intermediate.activation {
+            HiddenAct::Gelu => expanded,
+            HiddenAct::GeluTanh => gelu_approximate(expanded),
+            HiddenAct::Relu => relu(expanded),
+        };
+        let attended = Tensor::<3>::from_data(attended, &device);
         let out = int8.output.forward_tensor(expanded, Epilogue::Bias);
         self.output.layer_norm.forward(out + attended)
     }
