@@ -60,15 +60,6 @@ out["models"] = [m.id for m in openai.models.list()]
 print(json.dumps(out))
 "#;
 
-fn vector(value: &Value) -> Vec<f32> {
-    value
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {value}"))
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
-}
-
 fn assert_close(name: &str, actual: &[f32], expected: &[f32]) {
     assert_eq!(actual.len(), expected.len(), "{name}: lengths differ");
     let difference = max_abs_diff(actual, expected);

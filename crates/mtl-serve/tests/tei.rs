@@ -15,15 +15,6 @@ use mtl_model::MultiTaskClassifier;
 use mtl_serve::ServeConfig;
 use serde_json::{Value, json};
 
-fn vector(value: &Value) -> Vec<f32> {
-    value
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {value}"))
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
-}
-
 fn norm(row: &[f32]) -> f32 {
     row.iter().map(|v| v * v).sum::<f32>().sqrt()
 }

@@ -191,19 +191,18 @@ pub fn expected(encoder: &SentenceEncoder, texts: &[String], normalize: bool) ->
     embeddings.rows().map(<[f32]>::to_vec).collect()
 }
 
-pub fn rows(value: &Value) -> Vec<Vec<f32>> {
+/// A JSON list of numbers as f32 values (panics on anything else).
+pub fn vector(value: &Value) -> Vec<f32> {
     value
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("not a list: {value}"))
         .iter()
-        .map(|row| {
-            row.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap() as f32)
-                .collect()
-        })
+        .map(|v| v.as_f64().unwrap() as f32)
         .collect()
+}
+
+pub fn rows(value: &Value) -> Vec<Vec<f32>> {
+    value.as_array().unwrap().iter().map(vector).collect()
 }
 
 /// `/embed` of `texts` (not normalised) answers `encoder`'s embeddings.
