@@ -279,7 +279,7 @@ impl MultiTaskClassifier {
         task: Option<&str>,
         batch_size: usize,
     ) -> Result<Vec<Vec<Prediction>>> {
-        self.predict_encoded(self.tokenizer.encode(texts)?, task, batch_size)
+        self.predict_encodings(self.tokenizer.encode(texts)?, task, batch_size)
     }
 
     /// [`MultiTaskClassifier::predict`] for text pairs, encoded as BERT pairs
@@ -291,10 +291,14 @@ impl MultiTaskClassifier {
         task: Option<&str>,
         batch_size: usize,
     ) -> Result<Vec<Vec<Prediction>>> {
-        self.predict_encoded(self.tokenizer.encode_pairs(pairs)?, task, batch_size)
+        self.predict_encodings(self.tokenizer.encode_pairs(pairs)?, task, batch_size)
     }
 
-    fn predict_encoded(
+    /// [`MultiTaskClassifier::predict`] for inputs already tokenized by
+    /// [`MultiTaskClassifier::tokenizer`] (texts or pairs; what truncation cut off may be
+    /// dropped): a server tokenizes on its request threads and batches on its model thread.
+    /// The same errors; an id outside the encoder's tables is refused before anything runs.
+    pub fn predict_encodings(
         &self,
         encodings: Vec<mtl_bert::Encoding>,
         task: Option<&str>,

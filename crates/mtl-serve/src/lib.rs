@@ -9,11 +9,16 @@
 //! routes and this server's own, OpenAI's `{"error": {"message", "type", "param", "code"}}`
 //! on OpenAI's; a 429 says `Retry-After`. A request field a route does not know is a 422.
 //!
-//! The model runs on one thread of its own that batches the texts of concurrent
-//! requests together (up to [`Limits::max_batch_tokens`] padded tokens, longest first); the
-//! async threads only parse, check and tokenize. At most
-//! [`Limits::max_concurrent_requests`] model requests are in flight; more are answered 429 at
-//! once.
+//! The model runs on one thread of its own that batches the texts of concurrent requests
+//! together (up to [`Limits::max_batch_tokens`] padded tokens), fairly: requests take turns, so
+//! a short request waits for at most one batch per request ahead of it. Handlers parse and
+//! answer; between them and the model thread, a layer checks the inputs, tokenizes them on a
+//! bounded pool ([`Limits::tokenization_workers`]) and queues them. At most
+//! [`Limits::max_concurrent_requests`] model requests are in flight, counted once their body is
+//! read; more are answered 429 at once. Slow or stalled clients meet [`Timeouts`]; a client
+//! that hangs up has its queued texts dropped. The model warms up (a batch of each shape)
+//! before `/health` answers 200; if its thread dies, `/health` answers 503 and [`serve`]
+//! returns [`Error::ModelThread`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), mtl_serve::Error> {
@@ -26,8 +31,9 @@
 //!
 //! # Public items
 //!
-//! - [`serve`]: serves a [`ServeConfig`] (model directory, device, [`Limits`], API key) on a
-//!   listener until a shutdown future completes; [`shutdown_signal`] is the usual one.
+//! - [`serve`]: serves a [`ServeConfig`] (model directory, device, [`Limits`], [`Timeouts`],
+//!   CORS origins, API key) on a listener until a shutdown future completes;
+//!   [`shutdown_signal`] is the usual one.
 //! - [`Error`]: why the server did not start or stopped.
 //!
 //! The request and response bodies are documented by the server itself: `GET /openapi.json`.
@@ -36,18 +42,23 @@
 
 mod api;
 mod error;
+mod infer;
 mod metrics;
+mod middleware;
 mod openai;
 mod prompts;
+mod queue;
 mod routes;
+mod server;
 mod tei;
 mod tei_api;
 mod worker;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use mtl_bert::burn::prelude::Device;
 use tokio::net::TcpListener;
@@ -71,6 +82,9 @@ pub struct Limits {
     pub max_input_chars: usize,
     /// Bytes per request body at most; more are answered 413. Default: 2 MiB.
     pub max_body_bytes: usize,
+    /// Tokenizations running at once, each on a blocking thread; more wait for one to end.
+    /// Default: the number of CPU cores.
+    pub tokenization_workers: usize,
 }
 
 impl Default for Limits {
@@ -81,6 +95,34 @@ impl Default for Limits {
             max_inputs: 2048,
             max_input_chars: 100_000,
             max_body_bytes: 2 << 20,
+            tokenization_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// How long the server waits for clients, and for itself at shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A request's headers must arrive within this (from its first byte, or from the
+    /// connection's start); else the connection is closed without an answer. Default: 10 s.
+    pub header_read: Duration,
+    /// A request's body must arrive within this once its headers have; else 408. Default: 30 s.
+    pub body_read: Duration,
+    /// A request must be answered within this once its headers have arrived; else 503, and its
+    /// queued texts are dropped. Default: 120 s.
+    pub request: Duration,
+    /// At shutdown, the requests in flight get this long to finish; then their connections are
+    /// cut. Default: 30 s.
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(30),
+            request: Duration::from_secs(120),
+            shutdown: Duration::from_secs(30),
         }
     }
 }
@@ -101,6 +143,11 @@ pub struct ServeConfig {
     pub precision: mtl_bert::Precision,
     /// What requests may be.
     pub limits: Limits,
+    /// How long the server waits.
+    pub timeouts: Timeouts,
+    /// The origins browsers may call the server from (CORS): `*` for any. Default: none (no
+    /// CORS headers; browsers allow same-origin calls only).
+    pub cors_allow_origins: Vec<String>,
     /// The bearer token every route but `/health` (and `/metrics` when `public_metrics`) then
     /// needs. Required when the server listens on an address other than loopback.
     pub api_key: Option<String>,
@@ -123,6 +170,8 @@ impl ServeConfig {
             model_dir,
             device,
             limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            cors_allow_origins: Vec::new(),
             api_key: None,
             public_metrics: false,
         }
@@ -149,9 +198,14 @@ pub async fn serve(
              (--api-key or MTL_API_KEY)"
         )));
     }
-    if config.limits.max_concurrent_requests == 0 || config.limits.max_batch_tokens == 0 {
+    if config.limits.max_concurrent_requests == 0
+        || config.limits.max_batch_tokens == 0
+        || config.limits.tokenization_workers == 0
+    {
         return Err(Error::Config(
-            "max concurrent requests and max batch tokens must be at least 1".into(),
+            "max concurrent requests, max batch tokens and tokenization workers must be at \
+             least 1"
+                .into(),
         ));
     }
     let prompts = prompts::Prompts::load(&config.model_dir)?;
@@ -186,9 +240,9 @@ pub async fn serve(
         panicked
     });
     let state = Arc::new(routes::Shared::new(&config, prompts, worker, metrics, dead));
-    let app = routes::router(state.clone());
+    let app = routes::router(state.clone(), &config.cors_allow_origins)?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = server::run(listener, app, config.timeouts, async move {
         let died = async {
             // A thread that ends without dying (the server stopping) is no signal.
             if died_signal.await.is_err() {
@@ -201,7 +255,7 @@ pub async fn serve(
             () = died => {}
         }
     });
-    let server = tokio::spawn(server.into_future());
+    let server = tokio::spawn(server);
     tracing::info!(%address, model = %config.model_dir.display(), "listening; loading the model");
     let loaded = match ready.await {
         Ok(Ok(info)) => {
@@ -222,15 +276,10 @@ pub async fn serve(
     if watcher.await.unwrap_or(true) {
         return Err(Error::ModelThread);
     }
-    served
-        .map_err(|e| Error::Io {
-            context: "the server task".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .map_err(|source| Error::Io {
-            context: format!("serving on {address}"),
-            source,
-        })?;
+    served.map_err(|e| Error::Io {
+        context: "the server task".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     tracing::info!("stopped");
     Ok(())
 }

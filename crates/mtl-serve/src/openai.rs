@@ -11,7 +11,8 @@ use crate::api::{
     ModelCard, ModelList, Usage,
 };
 use crate::error::{OpenAiError, OpenAiErrorBody};
-use crate::routes::{AppState, Truncation, body, check_dimensions, embed_texts, shape_rows};
+use crate::infer::Truncation;
+use crate::routes::{AppState, body, check_dimensions, shape_rows};
 
 /// Embeddings, as OpenAI's API makes them: always unit length (after `dimensions`).
 #[utoipa::path(
@@ -34,7 +35,10 @@ pub(crate) async fn embeddings(
     let model = state.model()?;
     check_dimensions(request.dimensions, model.dim)?;
     let texts = request.input.into_texts();
-    let (mut rows, tokens) = embed_texts(&state, model, texts, Truncation::default()).await?;
+    let (mut rows, tokens) = state
+        .infer
+        .embed(model, texts, Truncation::default())
+        .await?;
     shape_rows(&mut rows, request.dimensions, true);
     let data = rows
         .into_iter()

@@ -1,36 +1,34 @@
-//! The router: every route with the middleware around it (API key, request limit, metrics
-//! and logs), the checks and model calls the handlers share, and the server's own routes
-//! (`/health`, `/info`, `/metrics`, `/openapi.json`). TEI's handlers are in [`crate::tei`],
-//! OpenAI's in [`crate::openai`].
+//! The router: every route with the middleware around it ([`crate::middleware`]), what the
+//! handlers share, and the server's own routes (`/health`, `/info`, `/metrics`,
+//! `/openapi.json`). TEI's handlers are in [`crate::tei`], OpenAI's in [`crate::openai`]; the
+//! way to the model is [`crate::infer`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use mtl_bert::{BertTokenizer, Encoding, l2_normalize_row};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use mtl_bert::l2_normalize_row;
 use utoipa::OpenApi;
 
 use crate::api::{Health, Info, TaskInfo};
-use crate::error::{ApiError, ErrorBody, Family, OpenAiErrorBody};
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::error::{ApiError, Error, ErrorBody, Family, OpenAiErrorBody};
+use crate::infer::Infer;
+use crate::metrics::Metrics;
 use crate::prompts::Prompts;
-use crate::tei_api::TruncationDirection;
-use crate::worker::{Job, ModelInfo, Worker};
-use crate::{Limits, ServeConfig, openai, tei};
+use crate::worker::{ModelInfo, Worker};
+use crate::{ServeConfig, Timeouts, openai, tei};
 
 /// What every request can reach.
 pub(crate) struct Shared {
     pub(crate) model_name: String,
     pub(crate) backend: String,
-    pub(crate) limits: Limits,
+    pub(crate) timeouts: Timeouts,
     pub(crate) api_key: Option<String>,
     /// `/metrics` needs no API key.
     pub(crate) public_metrics: bool,
@@ -42,8 +40,8 @@ pub(crate) struct Shared {
     pub(crate) model: OnceLock<ModelInfo>,
     /// Set when the model thread has died.
     pub(crate) dead: Arc<AtomicBool>,
-    pub(crate) worker: Worker,
-    pub(crate) permits: Arc<Semaphore>,
+    /// The way to the model.
+    pub(crate) infer: Infer,
     pub(crate) metrics: Arc<Metrics>,
 }
 
@@ -60,7 +58,7 @@ impl Shared {
         Self {
             model_name: config.model_name.clone(),
             backend: config.backend.clone(),
-            limits: config.limits.clone(),
+            timeouts: config.timeouts,
             api_key: config.api_key.clone(),
             public_metrics: config.public_metrics,
             prompts,
@@ -69,8 +67,7 @@ impl Shared {
                 .map_or(0, |d| d.as_secs()),
             model: OnceLock::new(),
             dead,
-            worker,
-            permits: Arc::new(Semaphore::new(config.limits.max_concurrent_requests)),
+            infer: Infer::new(worker, config.limits.clone()),
             metrics,
         }
     }
@@ -120,9 +117,9 @@ impl Shared {
 )]
 pub(crate) struct ApiDoc;
 
-/// Every route with its middleware.
-pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
+/// Every route with its middleware; CORS for `cors_origins` (none: no CORS headers).
+pub(crate) fn router(state: AppState, cors_origins: &[String]) -> Result<Router, Error> {
+    let router = Router::new()
         .route("/", get(health).post(tei::root))
         .route("/embed", post(tei::embed))
         .route("/predict", post(tei::predict))
@@ -148,213 +145,24 @@ pub(crate) fn router(state: AppState) -> Router {
             )
             .respond(Family::of_path(request.uri().path()))
         })
-        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
-}
-
-/// Counts and logs every request: route, status, latency.
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let method = request.method().clone();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let status = response.status().as_u16();
-    let labels = RequestLabels {
-        route: route.clone(),
-        status,
-    };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(seconds);
-    tracing::info!(%method, %route, status, latency_ms = seconds * 1e3, "request");
-    response
-}
-
-/// With an API key set, every route but `/health` (and `/metrics` when public) needs
-/// `Authorization: Bearer KEY`.
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    let open = path == "/health" || (state.public_metrics && path == "/metrics");
-    if let Some(key) = &state.api_key
-        && !open
-    {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|given| same_secret(given.as_bytes(), key.as_bytes())) {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong API key: send the header `Authorization: Bearer KEY`",
-            )
-            .respond(Family::of_path(request.uri().path()));
-        }
-    }
-    next.run(request).await
-}
-
-/// Compares secrets in time that depends only on their lengths.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A permit for one model request: at most `max_concurrent_requests` are in flight; more are
-/// answered 429 at once (with `Retry-After`), so a flood never queues unbounded work or memory.
-/// Taken after the body is read and checked, so a client that is slow to send its body holds
-/// none.
-pub(crate) fn permit(state: &Shared) -> Result<OwnedSemaphorePermit, ApiError> {
-    state.permits.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "the server has {} requests in flight, its limit: retry later",
-                state.limits.max_concurrent_requests
-            ),
-        )
-    })
-}
-
-/// Checks the number of texts and their sizes: none is TEI's `Empty` (400), too many or too
-/// long 413, an empty string 422.
-pub(crate) fn check_texts(texts: &[String], limits: &Limits) -> Result<(), ApiError> {
-    if texts.is_empty() {
-        return Err(ApiError::empty("no input: give at least one text"));
-    }
-    if texts.len() > limits.max_inputs {
-        return Err(ApiError::too_large(format!(
-            "{} inputs, more than the limit of {} per request",
-            texts.len(),
-            limits.max_inputs
-        )));
-    }
-    for (i, text) in texts.iter().enumerate() {
-        if text.is_empty() {
-            return Err(ApiError::invalid(format!("input {i} is an empty string")));
-        }
-        let chars = text.chars().count();
-        if chars > limits.max_input_chars {
-            return Err(ApiError::too_large(format!(
-                "input {i} has {chars} characters, more than the limit of {}",
-                limits.max_input_chars
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// How inputs are cut to the model's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Truncation {
-    /// Cut too-long inputs; without, they are a 422.
-    pub truncate: bool,
-    /// Which end is cut.
-    pub direction: TruncationDirection,
-}
-
-impl Default for Truncation {
-    /// Cut, at the end: the default of every route.
-    fn default() -> Self {
-        Self {
-            truncate: true,
-            direction: TruncationDirection::Right,
-        }
-    }
-}
-
-/// Tokenizes `texts` off the async threads (cutting them as `truncation` says); checks token
-/// ids, and without `truncate` that no text is longer than the model's maximum.
-async fn tokenize(
-    model: &ModelInfo,
-    texts: Vec<String>,
-    truncation: Truncation,
-) -> Result<Vec<Encoding>, ApiError> {
-    let encodings = match truncation.direction {
-        TruncationDirection::Right => {
-            let tokenizer = model.tokenizer.clone();
-            tokio::task::spawn_blocking(move || tokenizer.encode(&texts))
-                .await
-                .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?
-                .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?
-        }
-        TruncationDirection::Left => {
-            let tokenizer = model.tokenizer_left.clone();
-            tokio::task::spawn_blocking(move || tokenizer.encode_batch(texts, true))
-                .await
-                .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?
-                .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?
-        }
-    };
-    check_encodings(model, &encodings, truncation.truncate)?;
-    Ok(encodings)
-}
-
-/// Checks token ids against the model's tables, and without `truncate` that no input was cut.
-pub(crate) fn check_encodings(
-    model: &ModelInfo,
-    encodings: &[Encoding],
-    truncate: bool,
-) -> Result<(), ApiError> {
-    BertTokenizer::check_ids(encodings, model.vocab_size, model.type_vocab_size).map_err(|e| {
-        match e {
-            mtl_bert::Error::Text { index, problem } => {
-                ApiError::invalid(format!("input {index}: {problem}")).tokenizer()
-            }
-            other => ApiError::internal(other.to_string()),
-        }
-    })?;
-    if !truncate
-        && let Some(i) = encodings
-            .iter()
-            .position(|e| !e.get_overflowing().is_empty())
-    {
-        return Err(ApiError::invalid(format!(
-            "input {i} is longer than the model's {} tokens; shorten it or send `truncate: true`",
-            model.max_input_tokens
+        .layer(DefaultBodyLimit::max(state.infer.limits().max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::deadlines,
         ))
-        .tokenizer());
-    }
-    Ok(())
-}
-
-/// Checks and tokenizes `texts`, then embeds them on the model thread: the raw (not
-/// normalised) embeddings, in order, and the number of tokens read.
-pub(crate) async fn embed_texts(
-    state: &Shared,
-    model: &ModelInfo,
-    texts: Vec<String>,
-    truncation: Truncation,
-) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
-    check_texts(&texts, &state.limits)?;
-    let _permit = permit(state)?;
-    let mut encodings = tokenize(model, texts, truncation).await?;
-    // What truncation cut off is not needed past the checks: it would ride along to the
-    // model thread (a 100,000-character input carries about 25,000 tokens).
-    encodings
-        .iter_mut()
-        .for_each(|e| drop(e.take_overflowing()));
-    let tokens = encodings.iter().map(Encoding::len).sum();
-    let (reply, answer) = oneshot::channel();
-    if !state.worker.submit(Job::Embed { encodings, reply }) {
-        return Err(ApiError::internal("the model thread has stopped"));
-    }
-    let rows = answer
-        .await
-        .map_err(|_| ApiError::internal("the model thread stopped"))?
-        .map_err(ApiError::internal)?;
-    Ok((rows, tokens))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::middleware::track,
+        ));
+    let router = match crate::middleware::cors(cors_origins).map_err(Error::Config)? {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    Ok(router.with_state(state))
 }
 
 /// Checks a requested number of dimensions: 1 to the model's `dim` (422 otherwise).
@@ -413,7 +221,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError>
 )]
 async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
     let model = state.model()?;
-    let limits = &state.limits;
+    let limits = state.infer.limits();
     Ok(Json(Info {
         model: state.model_name.clone(),
         dim: model.dim,
@@ -489,27 +297,5 @@ mod tests {
         assert!(check_dimensions(Some(4), 3).is_err());
         assert!(check_dimensions(Some(3), 3).is_ok());
         assert!(check_dimensions(None, 3).is_ok());
-    }
-
-    #[test]
-    fn no_texts_is_empty_and_too_many_is_too_large() {
-        let limits = Limits {
-            max_inputs: 2,
-            ..Limits::default()
-        };
-        assert_eq!(
-            check_texts(&[], &limits).unwrap_err().status,
-            StatusCode::BAD_REQUEST
-        );
-        let three = vec!["a".to_owned(); 3];
-        assert_eq!(
-            check_texts(&three, &limits).unwrap_err().status,
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        let blank = vec![String::new()];
-        assert_eq!(
-            check_texts(&blank, &limits).unwrap_err().status,
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
     }
 }

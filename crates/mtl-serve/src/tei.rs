@@ -8,22 +8,17 @@ use axum::extract::{FromRequest, Request, State};
 use axum::response::{IntoResponse, Response};
 use mtl_bert::{cosine_matrix, l2_normalize_row};
 use serde::Serialize;
-use tokenizers::EncodeInput;
-use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use crate::api::{LabelProbability, TaskPrediction};
 use crate::error::{ApiError, ErrorBody};
-use crate::routes::{
-    AppState, Truncation, body, check_dimensions, check_encodings, check_texts, embed_texts,
-    permit, shape_rows,
-};
+use crate::infer::Truncation;
+use crate::routes::{AppState, body, check_dimensions, shape_rows};
 use crate::tei_api::{
-    DecodeRequest, EmbedRequest, InputIds, LabelScore, PredictInput, PredictRequest, Sequence,
+    DecodeRequest, EmbedRequest, InputIds, LabelScore, PredictInput, PredictRequest,
     SimilarityInputs, SimilarityRequest, SimilarityResponse, SimpleToken, TokenizeRequest,
     TruncationDirection,
 };
-use crate::worker::Job;
 
 /// `top` if given, else `nested` (from `parameters`); both is a 422 naming the field.
 fn merge<T>(top: Option<T>, nested: Option<T>, name: &str) -> Result<Option<T>, ApiError> {
@@ -97,7 +92,7 @@ pub(crate) async fn embed(
         truncate: truncate.unwrap_or(true),
         direction: direction.unwrap_or_default(),
     };
-    let (mut rows, _) = embed_texts(&state, model, texts, truncation).await?;
+    let (mut rows, _) = state.infer.embed(model, texts, truncation).await?;
     shape_rows(&mut rows, dimensions, normalize);
     Ok(Json(rows))
 }
@@ -136,7 +131,7 @@ pub(crate) async fn similarity(
                 .chain(inputs.sentences)
                 .collect();
             let texts = state.prompts.apply(prompt, texts)?;
-            let (mut rows, _) = embed_texts(&state, model, texts, truncation).await?;
+            let (mut rows, _) = state.infer.embed(model, texts, truncation).await?;
             rows.iter_mut().for_each(|row| l2_normalize_row(row));
             let (source, others) = rows.split_first().expect("at least two texts");
             let scores = others
@@ -147,7 +142,7 @@ pub(crate) async fn similarity(
         }
         SimilarityInputs::Matrix(texts) => {
             let texts = state.prompts.apply(prompt, texts)?;
-            let (rows, _) = embed_texts(&state, model, texts, truncation).await?;
+            let (rows, _) = state.infer.embed(model, texts, truncation).await?;
             let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
             Ok(Json(SimilarityResponse::Matrix(cosine_matrix(&rows))))
         }
@@ -257,34 +252,10 @@ pub(crate) async fn predict(
     if inputs.is_empty() {
         return Err(ApiError::empty("`inputs` cannot be empty"));
     }
-    let texts: Vec<String> = inputs
-        .iter()
-        .flat_map(Sequence::texts)
-        .map(str::to_owned)
-        .collect();
-    check_texts(&texts, &state.limits)?;
-    let _permit = permit(&state)?;
-    let encode: Vec<EncodeInput> = inputs
-        .iter()
-        .map(|s| match s {
-            Sequence::Single(a) => EncodeInput::from(a.clone()),
-            Sequence::Pair(a, b) => EncodeInput::from((a.clone(), b.clone())),
-        })
-        .collect();
-    let inner = tokenizer.inner().clone();
-    let encodings = tokio::task::spawn_blocking(move || inner.encode_batch(encode, true))
-        .await
-        .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?
-        .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?;
-    check_encodings(model, &encodings, request.truncate.unwrap_or(true))?;
-    let (reply, answer) = oneshot::channel();
-    if !state.worker.submit(Job::Predict { inputs, reply }) {
-        return Err(ApiError::internal("the model thread has stopped"));
-    }
-    let predictions = answer
-        .await
-        .map_err(|_| ApiError::internal("the model thread stopped"))?
-        .map_err(ApiError::internal)?;
+    let predictions = state
+        .infer
+        .predict(model, tokenizer, inputs, request.truncate.unwrap_or(true))
+        .await?;
     if let Some(t) = tei_task {
         let mut lists: Vec<Vec<LabelScore>> = predictions
             .iter()
@@ -358,16 +329,17 @@ pub(crate) async fn tokenize(
     let request = body(request)?;
     let model = state.model()?;
     let texts = request.inputs.into_texts();
-    check_texts(&texts, &state.limits)?;
+    state.infer.check_texts(&texts)?;
     let texts = state.prompts.apply(request.prompt_name.as_deref(), texts)?;
     let tokenizer = model.tokenizer_whole.clone();
     let add_special_tokens = request.add_special_tokens;
-    let (texts, encodings) = tokio::task::spawn_blocking(move || {
-        let encodings = tokenizer.encode_batch(texts.clone(), add_special_tokens);
-        (texts, encodings)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))?;
+    let (texts, encodings) = state
+        .infer
+        .tokenizing(move || {
+            let encodings = tokenizer.encode_batch(texts.clone(), add_special_tokens);
+            (texts, encodings)
+        })
+        .await?;
     let encodings =
         encodings.map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?;
     Ok(Json(
@@ -435,11 +407,11 @@ pub(crate) async fn decode(
     if sequences.is_empty() {
         return Err(ApiError::empty("`ids` cannot be empty"));
     }
-    if sequences.len() > state.limits.max_inputs {
+    if sequences.len() > state.infer.limits().max_inputs {
         return Err(ApiError::too_large(format!(
             "{} sequences, more than the limit of {} per request",
             sequences.len(),
-            state.limits.max_inputs
+            state.infer.limits().max_inputs
         )));
     }
     let tokenizer = model.tokenizer.inner();

@@ -1,16 +1,20 @@
-//! The model's thread: it loads the model, then takes the queued requests, batches them
-//! together and answers each with its own results.
+//! The model's thread: it loads the model, warms it up, then takes the queued requests,
+//! batches their texts together and answers each request with its own results.
 //!
-//! Dynamic batching: whenever the thread is free it takes every request waiting in the queue,
-//! sorts all their texts by length (longest first, as [`mtl_bert::SentenceEncoder`] does) and
-//! runs them in batches of at most `max_batch_tokens` padded tokens; a request is answered as
-//! soon as its last text is done, so one request's texts may span several batches, and a batch
-//! may hold texts of several requests. Before each batch, the texts of requests whose client
-//! has gone (the handler, and with it the reply's receiver, dropped) are left out.
+//! Dynamic batching, fair by request ([`crate::queue`]): requests take turns, each batch
+//! starting with the longest remaining texts of the request whose turn it is, topped up with
+//! the texts of the requests after it, within `max_batch_tokens` padded tokens. A request is
+//! answered as soon as its last text is done, so one request's texts may span several batches,
+//! and a batch may hold texts of several requests. Before each batch, the requests whose
+//! client has gone (the handler, and with it the reply's receiver, dropped: a hang-up or a
+//! request timeout) are dropped with their texts. A batch that fails fails only the requests
+//! whose texts it held.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use mtl_bert::burn::prelude::Device;
 use mtl_bert::{BertTokenizer, Encoding, Pooling, Precision, SentenceEncoder};
@@ -21,7 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::tei_api::Sequence;
+use crate::queue::FairQueue;
 
 /// What the model thread knows once the model is loaded.
 #[derive(Debug, Clone)]
@@ -58,22 +62,95 @@ pub(crate) type EmbedReply = oneshot::Sender<Result<Vec<Vec<f32>>, String>>;
 /// Where a request's predictions go: per input, per task in the model's order.
 pub(crate) type PredictReply = oneshot::Sender<Result<Vec<Vec<Prediction>>, String>>;
 
+/// What a request wants done with its tokenized inputs, and where the answer goes.
+pub(crate) enum Reply {
+    /// Embed them (not normalised).
+    Embed(EmbedReply),
+    /// Predict every task (texts or text pairs tokenized by the classifier's tokenizer).
+    Predict(PredictReply),
+}
+
 /// One request's work.
-pub(crate) enum Job {
-    /// Embed these tokenized texts (not normalised).
-    Embed {
-        /// The texts' tokenizations.
-        encodings: Vec<Encoding>,
-        /// Where the embeddings go.
-        reply: EmbedReply,
-    },
-    /// Predict every task for these inputs (texts or text pairs).
-    Predict {
-        /// The inputs.
-        inputs: Vec<Sequence>,
-        /// Where the predictions go.
-        reply: PredictReply,
-    },
+pub(crate) struct Job {
+    /// Its inputs, tokenized (what truncation cut off already dropped).
+    pub encodings: Vec<Encoding>,
+    /// What to do with them and where the answer goes.
+    pub reply: Reply,
+}
+
+/// A batch's kind of work: a batch holds one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Embed,
+    Predict,
+}
+
+/// A request taken off the channel and not yet answered.
+struct Open {
+    answers: Answers,
+    /// Its texts not yet done.
+    remaining: usize,
+}
+
+/// A request's answers so far, and where they go.
+enum Answers {
+    Embed(Vec<Vec<f32>>, EmbedReply),
+    Predict(Vec<Vec<Prediction>>, PredictReply),
+}
+
+/// One text's result.
+#[derive(Clone)]
+enum Output {
+    Embedding(Vec<f32>),
+    Predictions(Vec<Prediction>),
+}
+
+impl Open {
+    fn new(reply: Reply, texts: usize) -> Self {
+        let answers = match reply {
+            Reply::Embed(reply) => Answers::Embed(vec![Vec::new(); texts], reply),
+            Reply::Predict(reply) => Answers::Predict(vec![Vec::new(); texts], reply),
+        };
+        Self {
+            answers,
+            remaining: texts,
+        }
+    }
+
+    /// Whether its client has gone (the handler dropped the reply's receiver).
+    fn is_closed(&self) -> bool {
+        match &self.answers {
+            Answers::Embed(_, reply) => reply.is_closed(),
+            Answers::Predict(_, reply) => reply.is_closed(),
+        }
+    }
+
+    /// Keeps text `index`'s result; `true` when it was the last.
+    fn done(&mut self, index: usize, output: Output) -> bool {
+        match (&mut self.answers, output) {
+            (Answers::Embed(rows, _), Output::Embedding(row)) => rows[index] = row,
+            (Answers::Predict(rows, _), Output::Predictions(row)) => rows[index] = row,
+            _ => unreachable!("a batch holds its requests' own kind of work"),
+        }
+        self.remaining -= 1;
+        self.remaining == 0
+    }
+
+    /// Sends the answers (every text done).
+    fn answer(self) {
+        match self.answers {
+            Answers::Embed(rows, reply) => drop(reply.send(Ok(rows))),
+            Answers::Predict(rows, reply) => drop(reply.send(Ok(rows))),
+        }
+    }
+
+    /// Sends `message` instead.
+    fn fail(self, message: String) {
+        match self.answers {
+            Answers::Embed(_, reply) => drop(reply.send(Err(message))),
+            Answers::Predict(_, reply) => drop(reply.send(Err(message))),
+        }
+    }
 }
 
 /// The handle requests use to reach the model thread.
@@ -91,8 +168,9 @@ struct Models {
 
 impl Worker {
     /// Starts the model thread: it loads the model in `dir` on `device` (and, when the
-    /// directory holds a multi-task model, its heads), sends its [`ModelInfo`] (or the load
-    /// error) to `ready`, then serves jobs until every [`Worker`] handle is dropped.
+    /// directory holds a multi-task model, its heads), warms it up (see [`warm_up`]), sends its
+    /// [`ModelInfo`] (or the load error) to `ready`, then serves jobs until every [`Worker`]
+    /// handle is dropped.
     pub(crate) fn start(
         dir: PathBuf,
         device: Device,
@@ -113,10 +191,22 @@ impl Worker {
                         return;
                     }
                 };
+                let started = Instant::now();
+                warm_up(&models, max_batch_tokens);
+                tracing::info!(seconds = started.elapsed().as_secs_f64(), "model warmed up");
                 let _ = ready.send(Ok(info(&models)));
                 run(&models, &queue, max_batch_tokens, &thread_metrics);
             })?;
         Ok((Self { jobs, metrics }, thread))
+    }
+
+    /// A handle on `jobs`, for tests without a model.
+    #[cfg(test)]
+    pub(crate) fn for_tests(jobs: mpsc::Sender<Job>) -> Self {
+        Self {
+            jobs,
+            metrics: Arc::new(Metrics::new()),
+        }
     }
 
     /// Queues a job; `false` when the model thread has stopped.
@@ -185,37 +275,121 @@ fn info(models: &Models) -> ModelInfo {
     }
 }
 
-/// Serves jobs until the queue is closed.
-fn run(models: &Models, queue: &mpsc::Receiver<Job>, max_batch_tokens: usize, metrics: &Metrics) {
-    while let Ok(first) = queue.recv() {
-        let mut jobs = vec![first];
-        jobs.extend(queue.try_iter());
-        metrics.queue_depth.dec_by(jobs.len() as i64);
-        let mut embeds = Vec::new();
-        let mut predicts = Vec::new();
-        for job in jobs {
-            match job {
-                Job::Embed { encodings, reply } => embeds.push((encodings, reply)),
-                Job::Predict { inputs, reply } => predicts.push((inputs, reply)),
+/// Runs one batch of each shape class the server will see before it says it is ready: one
+/// short text, one text of the model's maximum length, and a full batch of those (and the
+/// same through the heads of a multi-task model). The first batches of a fresh process pay
+/// for allocations, thread start-up, int8's first packing and a GPU backend's kernel
+/// compilation; they are paid here, not by the first clients.
+fn warm_up(models: &Models, max_batch_tokens: usize) {
+    let inputs = |tokenizer: &BertTokenizer| -> Vec<Vec<Encoding>> {
+        let max = tokenizer.max_length().max(1);
+        let long = "warm up ".repeat(max);
+        let encode = |text: &str, count: usize| {
+            tokenizer
+                .encode(&vec![text; count])
+                .map(|mut encodings| {
+                    encodings
+                        .iter_mut()
+                        .for_each(|e| drop(e.take_overflowing()));
+                    encodings
+                })
+                .unwrap_or_default()
+        };
+        vec![
+            encode("warm up", 1),
+            encode(&long, 1),
+            encode(&long, (max_batch_tokens / max).max(1)),
+        ]
+    };
+    let encoder = &models.encoder;
+    for batch in inputs(encoder.tokenizer()) {
+        let _ = embed_batch(encoder, batch);
+    }
+    if let Some(classifier) = &models.classifier {
+        for batch in inputs(classifier.tokenizer()) {
+            let _ = classifier.predict_encodings(batch, None, usize::MAX);
+        }
+    }
+}
+
+/// Serves jobs until the channel is closed (every [`Worker`] dropped).
+fn run(models: &Models, jobs: &mpsc::Receiver<Job>, max_batch_tokens: usize, metrics: &Metrics) {
+    let mut queue: FairQueue<Kind, Encoding> = FairQueue::new();
+    let mut open: HashMap<u64, Open> = HashMap::new();
+    let mut next_key = 0u64;
+    let mut admit = |job: Job, queue: &mut FairQueue<Kind, Encoding>, open: &mut HashMap<_, _>| {
+        let kind = match &job.reply {
+            Reply::Embed(_) => Kind::Embed,
+            Reply::Predict(_) => Kind::Predict,
+        };
+        let request = Open::new(job.reply, job.encodings.len());
+        if job.encodings.is_empty() {
+            metrics.queue_depth.dec();
+            request.answer();
+            return;
+        }
+        let key = next_key;
+        next_key += 1;
+        open.insert(key, request);
+        queue.push(key, kind, job.encodings, Encoding::len);
+    };
+    loop {
+        // Wait for a request when nothing is queued; take every one that has arrived.
+        if queue.is_empty() {
+            let Ok(job) = jobs.recv() else { return };
+            admit(job, &mut queue, &mut open);
+        }
+        jobs.try_iter()
+            .for_each(|job| admit(job, &mut queue, &mut open));
+        // Requests whose client has gone, or that failed, leave with their texts.
+        let (gone, texts) = queue.drop_gone(|key| open.get(&key).is_none_or(Open::is_closed));
+        for key in gone {
+            if open.remove(&key).is_some() {
+                metrics.queue_depth.dec();
             }
         }
-        if !embeds.is_empty() {
-            embed(&models.encoder, embeds, max_batch_tokens, metrics);
-        }
-        if !predicts.is_empty() {
-            match &models.classifier {
-                Some(classifier) => predict(classifier, predicts, max_batch_tokens, metrics),
-                None => predicts.into_iter().for_each(|(_, reply)| {
-                    let _ = reply.send(Err("this model has no tasks".into()));
-                }),
+        metrics.texts_dropped.inc_by(texts as u64);
+        let Some(batch) = queue.next_batch(max_batch_tokens) else {
+            continue;
+        };
+        fault_point();
+        metrics.batch_size.observe(batch.texts.len() as f64);
+        metrics.texts.inc_by(batch.texts.len() as u64);
+        metrics
+            .tokens
+            .inc_by(batch.texts.iter().map(|(_, _, e)| e.len() as u64).sum());
+        let owners: Vec<(u64, usize)> = batch.texts.iter().map(|&(k, i, _)| (k, i)).collect();
+        let encodings: Vec<Encoding> = batch.texts.into_iter().map(|(_, _, e)| e).collect();
+        let outputs = match batch.kind {
+            Kind::Embed => embed_batch(&models.encoder, encodings),
+            Kind::Predict => match &models.classifier {
+                Some(classifier) => predict_batch(classifier, encodings),
+                None => vec![Err("this model has no tasks".into()); owners.len()],
+            },
+        };
+        for (&(key, index), output) in owners.iter().zip(outputs) {
+            let Some(request) = open.get_mut(&key) else {
+                continue; // it failed earlier in this batch
+            };
+            let finished = match output {
+                Ok(output) => request.done(index, output).then_some(Ok(())),
+                Err(message) => Some(Err(format!("input {index}: {message}"))),
+            };
+            if let Some(outcome) = finished {
+                let request = open.remove(&key).expect("the request is open");
+                metrics.queue_depth.dec();
+                match outcome {
+                    Ok(()) => request.answer(),
+                    Err(message) => request.fail(message),
+                }
             }
         }
     }
 }
 
 /// Test hook for fault tests: with `MTL_SERVE_FAULT_AT_BATCH=N` in the environment, the model
-/// thread panics just before its `N`-th batch (1-based), as a GPU running out of memory does.
-/// Without the variable it does nothing.
+/// thread panics just before its `N`-th batch (1-based, warm-up not counted), as a GPU running
+/// out of memory does. Without the variable it does nothing.
 fn fault_point() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static BATCHES: AtomicU64 = AtomicU64::new(0);
@@ -230,187 +404,65 @@ fn fault_point() {
     }
 }
 
-/// Texts per padded batch: as many of the longest remaining as fit in `max_batch_tokens`
-/// padded tokens (at least one).
-fn batch_sizes(lengths_desc: &[usize], max_batch_tokens: usize) -> Vec<usize> {
-    let mut sizes = Vec::new();
-    let mut start = 0;
-    while start < lengths_desc.len() {
-        let longest = lengths_desc[start].max(1);
-        let size = (max_batch_tokens / longest).clamp(1, lengths_desc.len() - start);
-        sizes.push(size);
-        start += size;
-    }
-    sizes
-}
-
-/// Embeds the texts of every job together, longest first, and answers each job when its last
-/// text is done; the texts of a job whose client has gone are dropped before they run.
-fn embed(
-    encoder: &SentenceEncoder,
-    jobs: Vec<(Vec<Encoding>, EmbedReply)>,
-    max_batch_tokens: usize,
-    metrics: &Metrics,
-) {
-    let pooling = encoder.defaults().pooling;
-    let mut results: Vec<Vec<Vec<f32>>> = jobs
-        .iter()
-        .map(|(e, _)| vec![Vec::new(); e.len()])
-        .collect();
-    let mut remaining: Vec<usize> = jobs.iter().map(|(e, _)| e.len()).collect();
-    let mut replies: Vec<Option<_>> = Vec::with_capacity(jobs.len());
-    let mut texts: Vec<(usize, usize, Encoding)> = Vec::new();
-    for (job, (encodings, reply)) in jobs.into_iter().enumerate() {
-        texts.extend(encodings.into_iter().enumerate().map(|(i, e)| (job, i, e)));
-        replies.push(Some(reply));
-    }
-    for (job, reply) in replies.iter_mut().enumerate() {
-        if remaining[job] == 0 {
-            let _ = reply.take().map(|r| r.send(Ok(Vec::new())));
-        }
-    }
-    texts.sort_by_key(|(_, _, e)| std::cmp::Reverse(e.len()));
-    let lengths: Vec<usize> = texts.iter().map(|(_, _, e)| e.len()).collect();
-    let mut texts = texts.into_iter();
-    for size in batch_sizes(&lengths, max_batch_tokens) {
-        // Texts of a request whose client has gone (its reply's receiver dropped), or that
-        // already failed, are dropped here, before the model runs them.
-        let (batch, dropped): (Vec<_>, Vec<_>) =
-            texts
-                .by_ref()
-                .take(size)
-                .partition(|(job, _, _): &(usize, usize, Encoding)| {
-                    replies[*job].as_ref().is_some_and(|r| !r.is_closed())
-                });
-        metrics.texts_dropped.inc_by(dropped.len() as u64);
-        if batch.is_empty() {
-            continue;
-        }
-        fault_point();
-        metrics.batch_size.observe(batch.len() as f64);
-        metrics
-            .tokens
-            .inc_by(batch.iter().map(|(_, _, e)| e.len() as u64).sum());
-        metrics.texts.inc_by(batch.len() as u64);
-        let owners: Vec<(usize, usize)> = batch.iter().map(|(j, i, _)| (*j, *i)).collect();
-        let encodings = batch.into_iter().map(|(_, _, e)| e).collect();
-        let rows = encoder
-            .tokenizer()
-            .pad(encodings)
-            .and_then(|padded| encoder.embed_batch(&padded, pooling, false));
-        let dim = encoder.dim();
-        for (k, &(job, i)) in owners.iter().enumerate() {
-            if replies[job].is_none() {
-                continue; // already answered with an error
-            }
-            let outcome = match &rows {
-                Ok(values) => {
-                    let row = &values[k * dim..(k + 1) * dim];
-                    if row.iter().all(|v| v.is_finite()) {
-                        Ok(row.to_vec())
-                    } else {
-                        Err(format!(
-                            "input {i}: the model produced a non-finite embedding (NaN or infinity)"
-                        ))
-                    }
+/// Embeds one batch (pooled, not normalised): each text's embedding, or why it has none (a
+/// failed batch fails each of its texts; a non-finite row fails its own).
+fn embed_batch(encoder: &SentenceEncoder, encodings: Vec<Encoding>) -> Vec<Result<Output, String>> {
+    let count = encodings.len();
+    let rows = encoder
+        .tokenizer()
+        .pad(encodings)
+        .and_then(|padded| encoder.embed_batch(&padded, encoder.defaults().pooling, false));
+    match rows {
+        Ok(values) => values
+            .chunks_exact(encoder.dim())
+            .map(|row| {
+                if row.iter().all(|v| v.is_finite()) {
+                    Ok(Output::Embedding(row.to_vec()))
+                } else {
+                    Err("the model produced a non-finite embedding (NaN or infinity)".into())
                 }
-                Err(e) => Err(e.to_string()),
-            };
-            match outcome {
-                Ok(row) => {
-                    results[job][i] = row;
-                    remaining[job] -= 1;
-                    if remaining[job] == 0 {
-                        let rows = std::mem::take(&mut results[job]);
-                        let _ = replies[job].take().map(|r| r.send(Ok(rows)));
-                    }
-                }
-                Err(message) => {
-                    let _ = replies[job].take().map(|r| r.send(Err(message)));
-                }
-            }
-        }
+            })
+            .collect(),
+        Err(e) => vec![Err(e.to_string()); count],
     }
 }
 
-/// Predicts the inputs of every job together (the classifier sorts and batches the texts,
-/// then the pairs), and answers each job with its own.
-fn predict(
+/// Predicts every task for one batch: each input's predictions, or why it has none. An input
+/// whose probabilities are not finite fails alone: the batch runs again without it.
+fn predict_batch(
     classifier: &MultiTaskClassifier,
-    jobs: Vec<(Vec<Sequence>, PredictReply)>,
-    max_batch_tokens: usize,
-    metrics: &Metrics,
-) {
-    let inputs: Vec<&Sequence> = jobs.iter().flat_map(|(inputs, _)| inputs).collect();
-    let singles: Vec<&str> = inputs
-        .iter()
-        .filter_map(|s| match s {
-            Sequence::Single(a) => Some(a.as_str()),
-            Sequence::Pair(..) => None,
-        })
-        .collect();
-    let pairs: Vec<(&str, &str)> = inputs
-        .iter()
-        .filter_map(|s| match s {
-            Sequence::Pair(a, b) => Some((a.as_str(), b.as_str())),
-            Sequence::Single(_) => None,
-        })
-        .collect();
-    let batch_size = (max_batch_tokens / classifier.tokenizer().max_length()).max(1);
-    fault_point();
-    metrics
-        .batch_size
-        .observe(inputs.len().min(batch_size) as f64);
-    metrics.texts.inc_by(inputs.len() as u64);
-    let predicted = (|| {
-        let mut singles = if singles.is_empty() {
-            Vec::new()
-        } else {
-            classifier.predict(&singles, None, batch_size)?
-        }
-        .into_iter();
-        let mut pairs = if pairs.is_empty() {
-            Vec::new()
-        } else {
-            classifier.predict_pairs(&pairs, None, batch_size)?
-        }
-        .into_iter();
-        // Back in the inputs' order: each kind's answers come in that kind's order.
-        Ok::<_, mtl_model::Error>(
-            inputs
-                .iter()
-                .map(|s| match s {
-                    Sequence::Single(_) => singles.next(),
-                    Sequence::Pair(..) => pairs.next(),
-                })
-                .map(|p| p.expect("one answer per input"))
-                .collect::<Vec<_>>(),
-        )
-    })();
-    match predicted {
-        Ok(mut predictions) => {
-            for (inputs, reply) in jobs.into_iter().rev() {
-                let mine = predictions.split_off(predictions.len() - inputs.len());
-                let _ = reply.send(Ok(mine));
+    encodings: Vec<Encoding>,
+) -> Vec<Result<Output, String>> {
+    let mut outputs: Vec<Option<Result<Output, String>>> =
+        (0..encodings.len()).map(|_| None).collect();
+    // Positions in the batch still to predict.
+    let mut positions: Vec<usize> = (0..encodings.len()).collect();
+    while !positions.is_empty() {
+        let batch: Vec<Encoding> = positions.iter().map(|&p| encodings[p].clone()).collect();
+        match classifier.predict_encodings(batch, None, usize::MAX) {
+            Ok(predictions) => {
+                for (&p, row) in positions.iter().zip(predictions) {
+                    outputs[p] = Some(Ok(Output::Predictions(row)));
+                }
+                positions.clear();
             }
-        }
-        Err(e) => {
-            for (_, reply) in jobs {
-                let _ = reply.send(Err(e.to_string()));
+            Err(mtl_model::Error::NonFinite { text, task }) => {
+                let p = positions.remove(text);
+                outputs[p] = Some(Err(format!(
+                    "the model produced a non-finite probability (NaN or infinity) for task \
+                     {task}"
+                )));
+            }
+            Err(e) => {
+                for &p in &positions {
+                    outputs[p] = Some(Err(e.to_string()));
+                }
+                positions.clear();
             }
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_fill_the_token_budget_longest_first() {
-        assert_eq!(batch_sizes(&[100, 50, 50, 10, 10, 10], 200), [2, 4]);
-        assert_eq!(batch_sizes(&[300, 10], 200), [1, 1]);
-        assert_eq!(batch_sizes(&[], 200), Vec::<usize>::new());
-        assert_eq!(batch_sizes(&[5; 10], 20), [4, 4, 2]);
-    }
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every input has an outcome"))
+        .collect()
 }

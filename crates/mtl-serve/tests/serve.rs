@@ -537,3 +537,192 @@ fn a_slow_upload_holds_no_permit() {
     }
     drop(stalled);
 }
+
+/// 32 connections that send half a request's headers and stall neither block a normal request
+/// nor stay open: the server closes each once its header-read timeout passes.
+#[test]
+fn stalled_headers_do_not_block_and_are_closed_by_the_timeout() {
+    use std::io::{Read, Write};
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.timeouts.header_read = std::time::Duration::from_secs(1);
+    let server = Server::start(config);
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let started = std::time::Instant::now();
+    let stalled: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(&address).unwrap();
+            write!(
+                stream,
+                "POST /embed HTTP/1.1\r\nHost: {address}\r\nContent-Ty"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    let (status, body) = server.post_json("/embed", &json!({"inputs": ["not kept waiting"]}));
+    assert_eq!(status, 200, "{body}");
+    for mut stream in stalled {
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut rest = Vec::new();
+        // The server closes the connection: the read ends (at EOF, or reset), not timed out.
+        match stream.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) => assert!(
+                !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a stalled connection stayed open: {e}"
+            ),
+        }
+    }
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= std::time::Duration::from_millis(900),
+        "closed before the timeout: {closed_after:?}"
+    );
+    assert!(
+        closed_after < std::time::Duration::from_secs(20),
+        "closed only after {closed_after:?}"
+    );
+}
+
+/// A body that does not arrive within the body-read timeout is answered 408, in the route
+/// family's error shape.
+#[test]
+fn a_stalled_body_gets_408() {
+    use std::io::{Read, Write};
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.timeouts.body_read = std::time::Duration::from_millis(500);
+    let server = Server::start(config);
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "POST /v1/embeddings HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\nConnection: close\r\n\r\n{{\"input\": [\"a"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(
+        response.contains("\"type\""),
+        "not OpenAI's shape: {response}"
+    );
+}
+
+/// A request that is not answered within the request timeout gets 503, and its texts leave the
+/// queue.
+#[test]
+fn a_request_past_its_deadline_gets_503_and_its_texts_are_dropped() {
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.timeouts.request = std::time::Duration::from_millis(200);
+    // Batches of one text: 2,048 of them take well over 200 ms.
+    config.limits.max_batch_tokens = 1;
+    let server = Server::start(config);
+    let (status, body) = server.post_json("/embed", &json!({ "inputs": long_texts(2048) }));
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("within 0.2 s"),
+        "{body}"
+    );
+    let started = std::time::Instant::now();
+    while metric(&server, "mtl_queue_depth") > 0.0 {
+        assert!(started.elapsed().as_secs() < 30, "the queue never emptied");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(metric(&server, "mtl_texts_dropped_total") > 0.0);
+    assert!(metric(&server, "mtl_texts_total") < 2048.0);
+}
+
+/// Requests take turns on the model: a one-text request sent while four 2,048-text requests
+/// are at work is answered before any of them (before, the model took every queued request
+/// at once and ran the short one after them all).
+#[test]
+fn a_short_request_is_not_starved_by_big_ones() {
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    // Small batches: each big request needs many turns.
+    config.limits.max_batch_tokens = 512;
+    let server = std::sync::Arc::new(Server::start(config));
+    let before = metric(&server, "mtl_texts_total");
+    let big: Vec<_> = (0..4)
+        .map(|_| {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let (status, body) =
+                    server.post_json("/embed", &json!({ "inputs": long_texts(2048) }));
+                assert_eq!(status, 200, "{body}");
+                std::time::Instant::now()
+            })
+        })
+        .collect();
+    wait_for_model_work(&server, before);
+    let (status, body) = server.post_json("/embed", &json!({"inputs": ["a short one"]}));
+    assert_eq!(status, 200, "{body}");
+    let short_done = std::time::Instant::now();
+    let big_done: Vec<std::time::Instant> = big.into_iter().map(|t| t.join().unwrap()).collect();
+    let first_big = big_done.iter().min().unwrap();
+    assert!(
+        short_done < *first_big,
+        "the short request was answered {:?} after the first big one",
+        short_done - *first_big
+    );
+}
+
+/// With `cors_allow_origins`, a browser's preflight is answered (before the API key is asked
+/// for) and answers carry `Access-Control-Allow-Origin`; without, no CORS headers.
+#[test]
+fn cors_preflight_and_headers() {
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.cors_allow_origins = vec!["https://app.example".into()];
+    config.api_key = Some("secret".into());
+    let server = Server::start(config);
+    let preflight = ureq::request("OPTIONS", &server.url("/v1/embeddings"))
+        .set("Origin", "https://app.example")
+        .set("Access-Control-Request-Method", "POST")
+        .set(
+            "Access-Control-Request-Headers",
+            "content-type, authorization",
+        )
+        .call()
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let methods = preflight.header("access-control-allow-methods").unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let answer = ureq::post(&server.url("/embed"))
+        .set("Origin", "https://app.example")
+        .set("Authorization", "Bearer secret")
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"inputs": ["hello"]}"#)
+        .unwrap();
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let other = ureq::post(&server.url("/embed"))
+        .set("Origin", "https://elsewhere.example")
+        .set("Authorization", "Bearer secret")
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"inputs": ["hello"]}"#)
+        .unwrap();
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    drop(server);
+
+    let server = Server::start(ServeConfig::new(tiny_dir(), device()));
+    let answer = ureq::post(&server.url("/embed"))
+        .set("Origin", "https://app.example")
+        .set("Content-Type", "application/json")
+        .send_string(r#"{"inputs": ["hello"]}"#)
+        .unwrap();
+    assert_eq!(answer.header("access-control-allow-origin"), None);
+}

@@ -5,7 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{Context, Result};
 use clap::Args;
 use mtl_hub::ModelSource;
-use mtl_serve::{Limits, ServeConfig};
+use std::time::Duration;
+
+use mtl_serve::{Limits, ServeConfig, Timeouts};
 
 use crate::backend::{BackendArgs, PrecisionArgs};
 
@@ -63,6 +65,33 @@ pub struct ServeArgs {
     /// Bytes per request body at most; more are answered 413.
     #[arg(long, default_value_t = Limits::default().max_body_bytes, env = "MTL_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,
+    /// Tokenizations running at once (each on a thread of its own); more wait. Default: the
+    /// number of CPU cores.
+    #[arg(long, env = "MTL_TOKENIZATION_WORKERS")]
+    pub tokenization_workers: Option<usize>,
+    /// Seconds a client has to send a request's headers; then its connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = Timeouts::default().header_read.as_secs_f64(), value_parser = seconds, env = "MTL_HEADER_TIMEOUT")]
+    pub header_timeout: f64,
+    /// Seconds a client has to send a request's body once its headers are in; then 408.
+    #[arg(long, value_name = "SECONDS", default_value_t = Timeouts::default().body_read.as_secs_f64(), value_parser = seconds, env = "MTL_BODY_TIMEOUT")]
+    pub body_timeout: f64,
+    /// Seconds a request may take, from its headers to its answer; then 503 and its queued
+    /// texts are dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = Timeouts::default().request.as_secs_f64(), value_parser = seconds, env = "MTL_REQUEST_TIMEOUT")]
+    pub request_timeout: f64,
+    /// Seconds the requests in flight get to finish at shutdown (SIGINT, SIGTERM); then their
+    /// connections are cut.
+    #[arg(long, value_name = "SECONDS", default_value_t = Timeouts::default().shutdown.as_secs_f64(), value_parser = seconds, env = "MTL_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: f64,
+    /// An origin browsers may call the server from (CORS), e.g. https://app.example.com, or *
+    /// for any; repeat the flag or separate origins by commas. Default: none (no CORS headers).
+    #[arg(
+        long,
+        value_name = "ORIGIN",
+        value_delimiter = ',',
+        env = "MTL_CORS_ALLOW_ORIGIN"
+    )]
+    pub cors_allow_origin: Vec<String>,
     /// The model name reported by /v1/embeddings and /info. Default: the hub id, else the
     /// directory's name.
     #[arg(long, env = "MTL_SERVED_MODEL_NAME")]
@@ -101,7 +130,17 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         max_inputs: args.max_inputs,
         max_input_chars: args.max_input_chars,
         max_body_bytes: args.max_body_bytes,
+        tokenization_workers: args
+            .tokenization_workers
+            .unwrap_or(Limits::default().tokenization_workers),
     };
+    config.timeouts = Timeouts {
+        header_read: Duration::from_secs_f64(args.header_timeout),
+        body_read: Duration::from_secs_f64(args.body_timeout),
+        request: Duration::from_secs_f64(args.request_timeout),
+        shutdown: Duration::from_secs_f64(args.shutdown_timeout),
+    };
+    config.cors_allow_origins = args.cors_allow_origin.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mtl-serve-http")
@@ -120,4 +159,14 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             .await
             .context("serving")
     })
+}
+
+/// Parses a positive number of seconds (at most a day).
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds from 0 (excluded) to 86400"
+        )),
+    }
 }
