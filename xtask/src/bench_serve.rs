@@ -5,7 +5,9 @@
 //! Each of 1, 8 and 64 clients (threads, one keep-alive connection each) sends TEI `/embed`
 //! requests of 1 to 16 tweets (seeded) back to back for the measured time; requests/s, texts/s,
 //! median and 99th-percentile latency and errors are reported, with the servers' peak RSS and
-//! the offline throughput of `mtl-bench embed` (batch 32) on the same tweets.
+//! the offline throughput of `mtl-bench embed` (batch 32) on the same tweets. Then a mixed
+//! load: 8 clients sending 256-tweet requests while one client sends one-tweet requests, whose
+//! latency shows whether short requests wait behind big ones.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -108,6 +110,15 @@ pub fn run(
             loads.push(measured);
         }
     }
+    // Mixed load, the servers taking turns too.
+    let mut mixed_loads = Vec::new();
+    for (name, server) in &servers {
+        eprintln!("{name}: mixed load (8 clients x 256 texts, 1 client x 1 text), {seconds} s");
+        let (mut small, mut big) = mixed(&server.address, &tweets, seconds)?;
+        small.server = name;
+        big.server = name;
+        mixed_loads.push((small, big));
+    }
     let rss: Vec<(String, f64)> = servers
         .iter()
         .map(|(name, s)| ((*name).to_owned(), rss_mib(s.child.id(), "VmHWM:")))
@@ -147,7 +158,23 @@ pub fn run(
         .collect();
     let out = target_dir().join("bench");
     std::fs::create_dir_all(&out)?;
-    let results = json!({"loads": json, "peak_rss_mib": rss, "offline_texts_per_s": offline});
+    let mixed_json: Vec<Value> = mixed_loads
+        .iter()
+        .map(|(small, big)| {
+            json!({
+                "server": small.server,
+                "one_text_requests": small.requests, "one_text_errors": small.errors,
+                "one_text_p50_ms": small.percentile(0.5) * 1e3,
+                "one_text_p99_ms": small.percentile(0.99) * 1e3,
+                "big_requests": big.requests, "big_errors": big.errors,
+                "big_texts_per_s": big.texts as f64 / big.seconds,
+                "big_p99_ms": big.percentile(0.99) * 1e3,
+            })
+        })
+        .collect();
+    let results = json!({
+        "loads": json, "mixed": mixed_json, "peak_rss_mib": rss, "offline_texts_per_s": offline
+    });
     std::fs::write(
         out.join("serve.json"),
         serde_json::to_string_pretty(&results)?,
@@ -168,6 +195,26 @@ pub fn run(
             l.percentile(0.99) * 1e3,
             l.errors,
             l.rss_after
+        );
+    }
+    println!();
+    println!("Mixed load: 8 clients sending 256-text requests, 1 client sending one-text requests");
+    println!();
+    println!(
+        "| server | one-text requests | one-text p50 ms | one-text p99 ms | 256-text requests | their texts/s | their p99 ms | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (small, big) in &mixed_loads {
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {} | {:.1} | {:.0} | {} |",
+            small.server,
+            small.requests,
+            small.percentile(0.5) * 1e3,
+            small.percentile(0.99) * 1e3,
+            big.requests,
+            big.texts as f64 / big.seconds,
+            big.percentile(0.99) * 1e3,
+            small.errors + big.errors
         );
     }
     println!();
@@ -262,8 +309,33 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// `n` clients sending requests back to back for `seconds`.
+/// `n` clients sending requests of 1 to 16 tweets back to back for `seconds`.
 fn load(address: &str, tweets: &[String], n: usize, seconds: f64) -> Result<Load> {
+    load_of(address, tweets, n, None, seconds)
+}
+
+/// Mixed load: 8 clients sending 256-tweet requests back to back and, at the same time, one
+/// client sending one-tweet requests; the one-tweet requests' load (its latency percentiles are
+/// the point), then the big ones'.
+fn mixed(address: &str, tweets: &[String], seconds: f64) -> Result<(Load, Load)> {
+    std::thread::scope(|scope| {
+        let big = scope.spawn(|| load_of(address, tweets, 8, Some(256), seconds));
+        // The one-text client starts once the big requests are queued.
+        std::thread::sleep(Duration::from_millis(200));
+        let small = load_of(address, tweets, 1, Some(1), seconds - 0.4)?;
+        Ok((small, big.join().expect("the big clients' thread")?))
+    })
+}
+
+/// `n` clients sending requests of `size` tweets (`None`: 1 to 16, seeded) back to back for
+/// `seconds`.
+fn load_of(
+    address: &str,
+    tweets: &[String],
+    n: usize,
+    size: Option<usize>,
+    seconds: f64,
+) -> Result<Load> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let per_client: Vec<Result<Load>> = std::thread::scope(|scope| {
@@ -286,7 +358,7 @@ fn load(address: &str, tweets: &[String], n: usize, seconds: f64) -> Result<Load
                         state = state
                             .wrapping_mul(6_364_136_223_846_793_005)
                             .wrapping_add(1);
-                        let count = 1 + (state >> 33) as usize % 16;
+                        let count = size.unwrap_or(1 + (state >> 33) as usize % 16);
                         let start = (state >> 17) as usize % tweets.len();
                         let inputs: Vec<&String> = (0..count)
                             .map(|i| &tweets[(start + i) % tweets.len()])
