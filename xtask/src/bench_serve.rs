@@ -50,6 +50,7 @@ pub fn run(
     with_python: bool,
     max_batch_tokens: Option<usize>,
     max_concurrent_requests: usize,
+    baseline: Option<&std::path::Path>,
 ) -> Result<()> {
     let model = fetch_model()?;
     datasets(false)?;
@@ -61,18 +62,28 @@ pub fn run(
     let (bench, _) = build_release("mtl-bench", backend)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let mut ours = Command::new(&mtl);
-    ours.args(["serve", "--port", "0", "--backend", backend])
-        .args(["--model", &model.display().to_string()])
-        .args([
-            "--max-concurrent-requests",
-            &max_concurrent_requests.to_string(),
-        ])
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    if let Some(tokens) = max_batch_tokens {
-        ours.args(["--max-batch-tokens", &tokens.to_string()]);
+    let serve = |binary: &std::path::Path| {
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--port", "0", "--backend", backend])
+            .args(["--model", &model.display().to_string()])
+            .args([
+                "--max-concurrent-requests",
+                &max_concurrent_requests.to_string(),
+            ])
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        if let Some(tokens) = max_batch_tokens {
+            command.args(["--max-batch-tokens", &tokens.to_string()]);
+        }
+        command
+    };
+    let mut servers = vec![("mtl serve", start(serve(&mtl), "listening on http://")?)];
+    if let Some(binary) = baseline {
+        servers.push((
+            "mtl serve (baseline)",
+            start(serve(binary), "listening on http://")?,
+        ));
     }
-    let mut servers = vec![("mtl serve", start(ours, "listening on http://")?)];
     if with_python {
         let venv = torch_venv()?;
         let port = free_port()?;

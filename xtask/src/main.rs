@@ -111,6 +111,10 @@ enum Task {
         /// are answered 429 (counted as errors).
         #[arg(long, default_value_t = 4096)]
         max_concurrent_requests: usize,
+        /// Also load another `mtl` binary's `mtl serve` with the same flags (an older build,
+        /// for before-and-after numbers in the same run).
+        #[arg(long, value_name = "MTL_BINARY")]
+        baseline: Option<std::path::PathBuf>,
     },
     /// Check GPU-capable backends against the CPU backend flex on the tiny fixture model:
     /// encoder outputs and every pooling, and five training steps' losses, gradients and
@@ -197,6 +201,7 @@ fn main() -> Result<()> {
             with_python,
             max_batch_tokens,
             max_concurrent_requests,
+            baseline,
         } => bench_serve::run(
             &backend,
             seconds,
@@ -204,6 +209,7 @@ fn main() -> Result<()> {
             with_python,
             max_batch_tokens,
             max_concurrent_requests,
+            baseline.as_deref(),
         )?,
         Task::TestBackend { backends } => {
             fetch_model()?;

@@ -10,8 +10,9 @@
 //! on OpenAI's; a 429 says `Retry-After`. A request field a route does not know is a 422.
 //!
 //! The model runs on one thread of its own that batches the texts of concurrent requests
-//! together (up to [`Limits::max_batch_tokens`] padded tokens), fairly: requests take turns, so
-//! a short request waits for at most one batch per request ahead of it. Handlers parse and
+//! together (up to [`Limits::max_batch_tokens`] padded tokens), fairly: requests take turns, and
+//! those that have not run yet get every other turn, smallest first, so a short request
+//! arriving while big ones run waits about two batches, and no request starves. Handlers parse and
 //! answer; between them and the model thread, a layer checks the inputs, tokenizes them on a
 //! bounded pool ([`Limits::tokenization_workers`]) and queues them. At most
 //! [`Limits::max_concurrent_requests`] model requests are in flight, counted once their body is

@@ -3,7 +3,7 @@
 //!
 //! Dynamic batching, fair by request ([`crate::queue`]): requests take turns, each batch
 //! starting with the longest remaining texts of the request whose turn it is, topped up with
-//! the texts of the requests after it, within `max_batch_tokens` padded tokens. A request is
+//! other requests' texts, within `max_batch_tokens` padded tokens. A request is
 //! answered as soon as its last text is done, so one request's texts may span several batches,
 //! and a batch may hold texts of several requests. Before each batch, the requests whose
 //! client has gone (the handler, and with it the reply's receiver, dropped: a hang-up or a
