@@ -733,3 +733,41 @@ fn cors_preflight_and_headers() {
         .unwrap();
     assert_eq!(answer.header("access-control-allow-origin"), None);
 }
+
+/// 200 clients each send a 64-text request and hang up right after sending: within seconds
+/// nothing is queued, most of their texts were never embedded, and a normal request sent
+/// meanwhile is answered.
+#[test]
+fn two_hundred_clients_that_hang_up_right_after_sending_leave_nothing_queued() {
+    use std::io::Write;
+    let server = Server::start(ServeConfig::new(tiny_dir(), device()));
+    let body = json!({ "inputs": long_texts(64) }).to_string();
+    let address = server.url("").trim_start_matches("http://").to_owned();
+    for _ in 0..200 {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        write!(
+            stream,
+            "POST /embed HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // Dropped here: the connection closes right after the request is sent.
+    }
+    let (status, answer) = server.post_json("/embed", &json!({"inputs": ["still served"]}));
+    assert_eq!(status, 200, "{answer}");
+    let started = std::time::Instant::now();
+    while metric(&server, "mtl_queue_depth") > 0.0 {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "requests of clients that had gone were still queued after 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let embedded = metric(&server, "mtl_texts_total") - 1.0;
+    eprintln!("embedded {embedded} of the 12,800 texts of clients that had gone");
+    assert!(
+        embedded < 12_800.0 / 2.0,
+        "{embedded} of 12,800 texts of clients that had gone were embedded"
+    );
+}
