@@ -771,3 +771,44 @@ fn two_hundred_clients_that_hang_up_right_after_sending_leave_nothing_queued() {
         "{embedded} of 12,800 texts of clients that had gone were embedded"
     );
 }
+
+/// At shutdown the requests in flight get the shutdown timeout to finish; then their
+/// connections are cut and `serve` returns, without waiting for the model to get through them.
+#[test]
+fn shutdown_cuts_what_is_left_after_its_deadline() {
+    let mut config = ServeConfig::new(tiny_dir(), device());
+    config.timeouts.shutdown = std::time::Duration::from_millis(500);
+    // Batches of one text: eight 2,048-text requests take many seconds.
+    config.limits.max_batch_tokens = 1;
+    let server = Server::start(config);
+    let before = metric(&server, "mtl_texts_total");
+    let url = server.url("/embed");
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                ureq::post(&url)
+                    .set("Content-Type", "application/json")
+                    .send_string(&json!({ "inputs": long_texts(2048) }).to_string())
+                    .is_ok()
+            })
+        })
+        .collect();
+    wait_for_model_work(&server, before);
+    let started = std::time::Instant::now();
+    server.stop().unwrap();
+    let took = started.elapsed();
+    let answered = clients
+        .into_iter()
+        .filter_map(|c| c.join().unwrap().then_some(()))
+        .count();
+    assert!(
+        took >= std::time::Duration::from_millis(400),
+        "serve returned after {took:?}, before the deadline"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "serve returned after {took:?}"
+    );
+    assert_eq!(answered, 0, "requests finished: the deadline cut nothing");
+}
