@@ -22,6 +22,7 @@ use crate::data::SplitData;
 use crate::error::{Context, Error, Result};
 use crate::evaluate::{argmax, cross_entropy, evaluate, evaluate_with};
 use crate::metrics::TaskMetrics;
+use crate::multitask::aggregation::gram_from_upper;
 use crate::multitask::{GradAggregation, LossWeighting};
 use crate::observer::{Event, Observer, TaskStats};
 use crate::optimizer::{TrainOptimizer, param_paths};
@@ -431,15 +432,7 @@ impl Run<'_> {
                 .map_err(|e| Error::Tensor(format!("reading gradients back: {e:?}")))?;
             dots.push(values.iter().map(|&v| f64::from(v)).sum::<f64>());
         }
-        // Pair (i, j), i <= j, comes after the k + (k - 1) + .. + (k - i + 1) pairs of rows
-        // before i.
-        let pair = |i: usize, j: usize| {
-            let (i, j) = (i.min(j), i.max(j));
-            i * k - i * i.saturating_sub(1) / 2 + (j - i)
-        };
-        let gram: Vec<Vec<f64>> = (0..k)
-            .map(|i| (0..k).map(|j| dots[pair(i, j)]).collect())
-            .collect();
+        let gram = gram_from_upper(&dots, k);
         let mut weights = vec![1.0; k];
         if shared {
             weights = self

@@ -283,6 +283,54 @@ fn gradient_aggregations_train_and_log_their_weights() {
     }
 }
 
+#[test]
+fn three_tasks_train_with_accumulation_frozen_layers_and_each_aggregation() {
+    let (data_dir, tasks) = data();
+    let third = data_dir.path().join("third");
+    tasks::write_task(
+        &third,
+        &[
+            ("low", &["small", "few", "less"]),
+            ("high", &["big", "many", "more"]),
+        ],
+        96,
+        3,
+    );
+    let mut tasks = tasks.to_vec();
+    tasks.push(format!("third={}", third.display()));
+    let runs = tempfile::tempdir().unwrap();
+    for method in ["pcgrad", "mgda", "cagrad", "imtl-g", "upgrad"] {
+        let config = TrainConfig {
+            grad_aggregation: method.parse().unwrap(),
+            loss_weighting: LossWeighting::Rlw,
+            grad_accumulation: 2,
+            freeze: vec![mtl_model::ModelPart::BottomLayers(1)],
+            ..joint_config(&tasks, &runs.path().join(method))
+        };
+        let records = train_records(&run(&config));
+        let steps = by_step(&records);
+        // Each epoch ends when topic (12 batches) runs out: 34 batches, 6 per step.
+        assert_eq!(steps.len(), 6, "{method}");
+        for step in steps {
+            assert_eq!(step.len(), 3, "{method}: {step:?}");
+            assert!(step.iter().all(|r| r.loss.is_finite()), "{method}");
+            let w: Vec<f64> = step.iter().map(|r| r.grad_weight.unwrap()).collect();
+            // MGDA's convex combination may leave a task out; IMTL-G's weights may be
+            // negative; the others keep every task.
+            let positive = match method {
+                "mgda" => w.iter().all(|&c| (0.0..=1.0).contains(&c)),
+                "imtl-g" => w.iter().all(|c| c.is_finite()),
+                _ => w.iter().all(|&c| c > 0.0),
+            };
+            assert!(positive, "{method}: {w:?}");
+            let sum: f64 = w.iter().sum();
+            if method == "mgda" || method == "imtl-g" {
+                assert!((sum - 1.0).abs() < 1e-9, "{method}: {w:?}");
+            }
+        }
+    }
+}
+
 /// Trains `config` to the end, and again stopped (by a panicking observer) right after the
 /// checkpoint of step `stop_at`, then resumed: both end the same.
 fn assert_resumes_exactly(config: &TrainConfig, stop_at: usize) {

@@ -157,6 +157,27 @@ pub fn gram_matrix(grads: &[&[f32]]) -> Vec<Vec<f64>> {
     gram
 }
 
+/// The `k x k` Gram matrix from its upper triangle `dots`, listed row by row:
+/// `(0,0), (0,1), .., (0,k-1), (1,1), .., (k-1,k-1)` (`k (k + 1) / 2` inner products).
+///
+/// # Panics
+/// If `dots` does not hold `k (k + 1) / 2` values.
+pub fn gram_from_upper(dots: &[f64], k: usize) -> Vec<Vec<f64>> {
+    assert_eq!(
+        dots.len(),
+        k * (k + 1) / 2,
+        "the upper triangle of a {k} x {k} matrix"
+    );
+    // Row i of the triangle starts after k + (k - 1) + .. + (k - i + 1) values.
+    let index = |i: usize, j: usize| {
+        let (i, j) = (i.min(j), i.max(j));
+        i * k - i * i.saturating_sub(1) / 2 + (j - i)
+    };
+    (0..k)
+        .map(|i| (0..k).map(|j| dots[index(i, j)]).collect())
+        .collect()
+}
+
 /// `sum_i weights[i] * grads[i]`, accumulated in `f64`.
 pub fn combine(grads: &[&[f32]], weights: &[f64]) -> Vec<f32> {
     let n = grads.first().map_or(0, |g| g.len());
@@ -738,6 +759,19 @@ mod tests {
                 "{method:?}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_gram_matrix_is_rebuilt_from_its_upper_triangle() {
+        let grads: [&[f32]; 4] = [&[1.0, 2.0], &[-3.0, 0.5], &[0.25, 4.0], &[2.0, -1.0]];
+        let gram = gram_matrix(&grads);
+        let mut upper = Vec::new();
+        for i in 0..4 {
+            upper.extend_from_slice(&gram[i][i..]);
+        }
+        assert_eq!(gram_from_upper(&upper, 4), gram);
+        assert_eq!(gram_from_upper(&[2.0], 1), [[2.0]]);
+        assert!(gram_from_upper(&[], 0).is_empty());
     }
 
     #[test]
