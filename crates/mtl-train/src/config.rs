@@ -593,7 +593,7 @@ mod tests {
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("loss_weighting"), "{err}");
-        let err = toml::from_str::<TrainConfig>("loss_weighting = \"gradnorm\"")
+        let err = toml::from_str::<TrainConfig>("loss_weighting = \"famo\"")
             .unwrap_err()
             .to_string();
         assert!(

@@ -23,6 +23,7 @@ use crate::error::{Context, Error, Result};
 use crate::evaluate::{argmax, cross_entropy, evaluate, evaluate_with};
 use crate::metrics::TaskMetrics;
 use crate::multitask::aggregation::gram_from_upper;
+use crate::multitask::weighting::StepOutcome;
 use crate::multitask::{GradAggregation, LossWeighting};
 use crate::observer::{Event, Observer, TaskStats};
 use crate::optimizer::{TrainOptimizer, param_paths};
@@ -259,15 +260,16 @@ impl Run<'_> {
                 self.state.step,
             )
             .map_err(|e| self.at_step(e))?;
-        // Each task's gradients apart when they are to be combined (the encoder is in the
-        // graph: with cached embeddings only the heads train, and each has one task).
-        let per_task =
-            self.config.grad_aggregation != GradAggregation::Sum && self.train_cache.is_none();
+        // Each task's gradients apart when they are to be combined or measured (the encoder
+        // is in the graph: with cached embeddings only the heads train, each with one task).
+        let per_task = (self.config.grad_aggregation != GradAggregation::Sum
+            || weighting.needs_task_gradients())
+            && self.train_cache.is_none();
         let mut accumulators: Vec<GradientsAccumulator<MultiTaskModel>> =
             (0..if per_task { tasks } else { 1 })
                 .map(|_| GradientsAccumulator::new())
                 .collect();
-        // Each task's `weight * mean cross-entropy` over the step (uncertainty weighting's L_i).
+        // Each task's mean cross-entropy over the step's batches.
         let mut step_losses: Vec<Option<f64>> = vec![None; tasks];
         for (index, group) in batches.chunks(micro).enumerate() {
             let keys: Vec<DropoutKey> = (0..group.len())
@@ -362,23 +364,22 @@ impl Run<'_> {
                     loss_sum,
                     examples,
                 );
-                let term = self.config.tasks[batch.task].weight * loss_sum
-                    / examples as f64
-                    / micro_steps as f64;
-                *step_losses[batch.task].get_or_insert(0.0) += term;
+                let mean = loss_sum / examples as f64 / micro_steps as f64;
+                *step_losses[batch.task].get_or_insert(0.0) += mean;
             }
             for (slot, grads) in grads {
                 accumulators[slot].accumulate(&self.classifier.model, grads);
             }
         }
-        let grads = if per_task {
+        let (grads, grad_norms) = if per_task {
             let present: Vec<usize> = (0..tasks).filter(|&t| step_losses[t].is_some()).collect();
             self.aggregate(accumulators, &present)?
         } else {
-            accumulators
+            let grads = accumulators
                 .pop()
                 .expect("one accumulator for the summed loss")
-                .grads()
+                .grads();
+            (grads, None)
         };
         let model = self.classifier.model.clone();
         let (model, norm) = optimizer.step(model, grads, self.state.step);
@@ -391,8 +392,15 @@ impl Run<'_> {
             self.last_weights.log_variances = Some(self.state.multitask.log_variances(tasks));
         }
         let (_, lr_heads) = optimizer.lrs(self.state.step);
+        let task_weights: Vec<f64> = self.config.tasks.iter().map(|t| t.weight).collect();
+        let outcome = StepOutcome {
+            losses: &step_losses,
+            task_weights: &task_weights,
+            grad_norms: grad_norms.as_deref(),
+            lr: lr_heads,
+        };
         weighting
-            .after_step(&mut self.state.multitask, &step_losses, lr_heads)
+            .after_step(&mut self.state.multitask, &outcome)
             .map_err(|e| self.at_step(e))?;
         self.state.step += 1;
         Ok(())
@@ -403,12 +411,14 @@ impl Run<'_> {
     /// that had a batch in the step. The shared encoder's gradient becomes `sum_i c_i g_i`
     /// (the weights `c` from the Gram matrix of the present tasks' encoder gradients, read
     /// back as one inner product per parameter tensor and pair of tasks, summed in `f64`);
-    /// every other parameter (each head) keeps the sum, i.e. its own task's gradient.
+    /// every other parameter (each head) keeps the sum, i.e. its own task's gradient. Also
+    /// returns each task's gradient norm on the encoder (`None` for a task without a batch;
+    /// all `None` when no encoder parameter trains).
     fn aggregate(
         &mut self,
         per_task: Vec<GradientsAccumulator<MultiTaskModel>>,
         present: &[usize],
-    ) -> Result<GradientsParams> {
+    ) -> Result<(GradientsParams, Option<Vec<Option<f64>>>)> {
         let model = &self.classifier.model;
         let all: Vec<GradientsParams> = per_task.into_iter().map(|mut a| a.grads()).collect();
         let task_grads: Vec<&GradientsParams> = present.iter().map(|&t| &all[t]).collect();
@@ -434,7 +444,15 @@ impl Run<'_> {
         }
         let gram = gram_from_upper(&dots, k);
         let mut weights = vec![1.0; k];
+        let mut norms = None;
         if shared {
+            let mut per_task = vec![None; self.loader.tasks().len()];
+            for (i, &t) in present.iter().enumerate() {
+                per_task[t] = Some(gram[i][i].max(0.0).sqrt());
+            }
+            norms = Some(per_task);
+        }
+        if shared && self.config.grad_aggregation != GradAggregation::Sum {
             weights = self
                 .config
                 .grad_aggregation
@@ -457,7 +475,7 @@ impl Run<'_> {
             combined: GradientsParams::new(),
         };
         model.visit(&mut combine);
-        Ok(combine.combined)
+        Ok((combine.combined, norms))
     }
 
     /// `error` with the step it happened at (an aggregation's or weighting's non-finite

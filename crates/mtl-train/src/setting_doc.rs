@@ -83,7 +83,9 @@ macro_rules! setting_doc {
          + s; s trains by Adam at the heads' learning rate), dwa[:T] (dynamic weight average \
          of the two previous epochs' loss ratios, temperature T, default 2; equal in the first \
          two epochs; weights sum to the number of tasks) or rlw (random: softmax of standard \
-         normal draws each step, seeded). Default: equal."
+         normal draws each step, seeded) or gradnorm[:ALPHA] (learned weights that balance the \
+         tasks' gradient norms on the encoder by their training rates, ALPHA default 1.5; \
+         equal in the first epoch; each task gets its own backward). Default: equal."
     };
     (grad_aggregation) => {
         "How the tasks' gradients on the shared encoder are combined in a joint step \

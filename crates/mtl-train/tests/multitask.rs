@@ -242,6 +242,39 @@ fn loss_weightings_log_the_weights_they_use() {
 }
 
 #[test]
+fn gradnorm_learns_weights_after_the_first_epoch_and_resumes_exactly() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    // Stopped mid second epoch, where GradNorm's weights learn from the first epoch's losses.
+    let config = TrainConfig {
+        loss_weighting: LossWeighting::GradNorm { alpha: 1.5 },
+        epochs: 2,
+        checkpoint_every: 5,
+        ..joint_config(&tasks, &runs.path().join("run"))
+    };
+    assert_resumes_exactly(&config, 20);
+    let records = train_records(&read_records(&config.output.join("metrics.jsonl")).unwrap());
+    for step in by_step(&records) {
+        let w: Vec<f64> = step.iter().map(|r| r.loss_weight.unwrap()).collect();
+        assert!(
+            step.iter()
+                .all(|r| r.loss.is_finite() && r.grad_weight.is_none())
+        );
+        if step[0].epoch == 0 || step[0].step == 13 {
+            assert!(w.iter().all(|&w| w == 1.0), "step {}: {w:?}", step[0].step);
+        } else if step.len() == 2 {
+            assert!((w[0] + w[1] - 2.0).abs() < 1e-12, "{w:?}");
+            assert!(w[0] != 1.0, "step {}: {w:?}", step[0].step);
+        }
+    }
+    let state = std::fs::read_to_string(config.output.join("checkpoint/state.json")).unwrap();
+    assert!(
+        state.contains("gradnorm_logits") && state.contains("initial_losses"),
+        "{state}"
+    );
+}
+
+#[test]
 fn gradient_aggregations_train_and_log_their_weights() {
     let (_data, tasks) = data();
     let runs = tempfile::tempdir().unwrap();

@@ -485,8 +485,8 @@ fn configuration_errors_are_clear() {
     for (flag, value, expected) in [
         (
             "--loss-weighting",
-            "gradnorm",
-            "equal, uncertainty, dwa[:T], rlw",
+            "famo",
+            "equal, uncertainty, dwa[:T], rlw, gradnorm[:ALPHA]",
         ),
         (
             "--loss-weighting",

@@ -9,9 +9,10 @@
 //!   [`weighting`]: the weight `w_i` of each task's loss in the step's loss
 //!   `sum_i w_i * weight_i * L_i` (`weight_i` the task's fixed `weight`, `L_i` its mean
 //!   cross-entropy). `equal` (the default: `w_i = 1`), `uncertainty` (Kendall et al. 2018),
-//!   `dwa[:T]` (Liu et al. 2019) and `rlw` (Lin et al. 2022). State that a method carries from
-//!   step to step ([`WeightingState`]: learned log-variances and their Adam moments, the
-//!   epochs' mean losses) is part of the checkpoint, so `--resume` continues exactly.
+//!   `dwa[:T]` (Liu et al. 2019), `rlw` (Lin et al. 2022) and `gradnorm[:ALPHA]` (Chen et al.
+//!   2018). State that a method carries from step to step ([`WeightingState`]: learned
+//!   log-variances or weight logits and their Adam moments, the epochs' mean losses) is part
+//!   of the checkpoint, so `--resume` continues exactly.
 //! - [`GradAggregation`] (`grad_aggregation`, `--grad-aggregation NAME[:PARAMS]`), in
 //!   [`aggregation`]: how the tasks' gradients `g_i` with respect to the shared encoder's
 //!   trainable parameters become one update direction. `sum` (the default: `sum_i g_i`, one
@@ -23,7 +24,8 @@
 //!   never the gradients themselves, and writes `sum_i c_i g_i` back as the encoder's
 //!   gradient. Each head keeps the gradient of its own task's loss.
 //!
-//! With any aggregation but `sum`, each task's loss has its own backward (the row-group
+//! With any aggregation but `sum` (or with GradNorm, which needs each task's gradient norm),
+//! each task's loss has its own backward (the row-group
 //! backward of [`backward_in_row_groups`](crate::row_groups::backward_in_row_groups) with one
 //! term; the tasks' batches are different inputs, so this costs about what the joint backward
 //! of the summed loss costs). Gradient accumulation sums each task's gradients over the

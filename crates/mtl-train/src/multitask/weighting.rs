@@ -16,6 +16,9 @@ use crate::error::{Error, Result};
 /// DWA's default temperature `T` (Liu et al. 2019, section 3.2; LibMTL's default).
 pub const DWA_TEMPERATURE: f64 = 2.0;
 
+/// GradNorm's default asymmetry `alpha` (LibMTL's default).
+pub const GRADNORM_ALPHA: f64 = 1.5;
+
 /// Adam's first-moment decay for uncertainty weighting's log-variances (PyTorch's default).
 pub const ADAM_BETA1: f64 = 0.9;
 /// Adam's second-moment decay (PyTorch's default).
@@ -51,11 +54,32 @@ pub enum LossWeighting {
     /// `w = softmax(z)`, `z_i` independent standard normal draws seeded by the run's seed and
     /// the step (the weights sum to 1, as in LibMTL's `RLW`).
     Rlw,
+    /// GradNorm (Chen et al. 2018, "GradNorm: gradient normalization for adaptive loss
+    /// balancing in deep multitask networks", eqs. 1-2, as LibMTL's `GradNorm`): learned
+    /// weights `w = K softmax(z)` (`z = 0` at the start) balance the norms
+    /// `G_i = |grad w_i L_i|` of the tasks' weighted gradients on the shared encoder (LibMTL
+    /// takes all shared parameters, not only the last layer): after each step `z` takes an
+    /// Adam step (as uncertainty's) on the gradient of `sum_i |G_i - mean(G) r_i^alpha|`, `r_i`
+    /// the task's loss ratio `L_i(t) / L_i(0)` over its mean across tasks, `L_i(0)` its mean
+    /// loss over the first epoch, and `mean(G) r_i^alpha` held constant
+    /// ([`gradnorm_gradient`]). Equal weights in the first epoch. Needs each task's own
+    /// backward, as a gradient aggregation does; with the encoder frozen the weights stay.
+    GradNorm {
+        /// The asymmetry `alpha` (>= 0): how strongly tasks that train slower are pulled up.
+        /// Default: 1.5.
+        alpha: f64,
+    },
 }
 
 impl LossWeighting {
     /// The method's names, for error messages and help.
-    pub const NAMES: &'static str = "equal, uncertainty, dwa[:T], rlw";
+    pub const NAMES: &'static str = "equal, uncertainty, dwa[:T], rlw, gradnorm[:ALPHA]";
+
+    /// Whether the method needs each task's gradient norm on the shared encoder (so each
+    /// task's own backward).
+    pub fn needs_task_gradients(&self) -> bool {
+        matches!(self, Self::GradNorm { .. })
+    }
 
     /// The setting as written in a configuration (`"dwa:2"`); [`FromStr`] reads it back.
     pub fn setting(&self) -> String {
@@ -64,6 +88,7 @@ impl LossWeighting {
             Self::Uncertainty => "uncertainty".into(),
             Self::Dwa { temperature } => format!("dwa:{temperature}"),
             Self::Rlw => "rlw".into(),
+            Self::GradNorm { alpha } => format!("gradnorm:{alpha}"),
         }
     }
 
@@ -88,13 +113,24 @@ impl LossWeighting {
                 _ => vec![1.0; tasks],
             },
             Self::Rlw => rlw_weights(tasks, derive_seed(seed, &[26, 1, step as u64])),
+            Self::GradNorm { .. } => {
+                if state.initial_losses.is_empty() {
+                    vec![1.0; tasks]
+                } else {
+                    let mut z = state.gradnorm_logits.clone();
+                    z.resize(tasks, 0.0);
+                    ensure_finite(&z, "GradNorm's weight logits")?;
+                    scaled_softmax(&z, tasks as f64)
+                }
+            }
         };
         ensure_finite(&weights, "the loss weights")?;
         Ok(weights)
     }
 
     /// Adds one batch of task `task` to the state: `loss_sum`, its summed (unweighted)
-    /// cross-entropy over `examples` examples (DWA's epoch means; nothing for the others).
+    /// cross-entropy over `examples` examples (DWA's epoch means, GradNorm's first epoch's;
+    /// nothing for the others).
     pub fn observe_batch(
         &self,
         state: &mut WeightingState,
@@ -103,7 +139,12 @@ impl LossWeighting {
         loss_sum: f64,
         examples: usize,
     ) {
-        if let Self::Dwa { .. } = self {
+        let records = match self {
+            Self::Dwa { .. } => true,
+            Self::GradNorm { .. } => state.initial_losses.is_empty(),
+            _ => false,
+        };
+        if records {
             state.epoch_loss_sums.resize(tasks, 0.0);
             state.epoch_examples.resize(tasks, 0);
             state.epoch_loss_sums[task] += loss_sum;
@@ -111,8 +152,21 @@ impl LossWeighting {
         }
     }
 
-    /// Ends an epoch: DWA keeps each task's mean loss over it (the two latest epochs).
+    /// Ends an epoch: DWA keeps each task's mean loss over it (the two latest epochs),
+    /// GradNorm the first epoch's.
     pub fn end_epoch(&self, state: &mut WeightingState, tasks: usize) {
+        if let Self::GradNorm { .. } = self
+            && state.initial_losses.is_empty()
+        {
+            let sums = std::mem::take(&mut state.epoch_loss_sums);
+            let examples = std::mem::take(&mut state.epoch_examples);
+            state.initial_losses = (0..tasks)
+                .map(|i| match (sums.get(i), examples.get(i)) {
+                    (Some(&sum), Some(&n)) if n > 0 => sum / n as f64,
+                    _ => 1.0,
+                })
+                .collect();
+        }
         if let Self::Dwa { .. } = self {
             let sums = std::mem::take(&mut state.epoch_loss_sums);
             let examples = std::mem::take(&mut state.epoch_examples);
@@ -131,37 +185,69 @@ impl LossWeighting {
         }
     }
 
-    /// Updates the state after an optimiser step whose task losses were `losses`
-    /// (`weight_i * L_i` of each task, `None` for a task without a batch in the step, whose
-    /// gradient then counts as 0) at learning rate `lr`: uncertainty weighting's Adam step on
-    /// its log-variances; nothing for the others.
-    pub fn after_step(
-        &self,
-        state: &mut WeightingState,
-        losses: &[Option<f64>],
-        lr: f64,
-    ) -> Result<()> {
-        if let Self::Uncertainty = self {
-            let tasks = losses.len();
-            let mut s = state.log_variances(tasks);
-            let grads: Vec<f64> = s
-                .iter()
-                .zip(losses)
-                .map(|(&s, loss)| loss.map_or(0.0, |l| uncertainty_gradient(s, l)))
-                .collect();
-            ensure_finite(&grads, "uncertainty weighting's gradient (the task losses)")?;
-            let adam = state.adam.get_or_insert_with(|| AdamState::new(tasks));
-            adam.step(&mut s, &grads, lr);
-            state.log_variances = s;
+    /// Updates the state after an optimiser step: uncertainty weighting's and GradNorm's Adam
+    /// step on their parameters; nothing for the others.
+    pub fn after_step(&self, state: &mut WeightingState, step: &StepOutcome) -> Result<()> {
+        let tasks = step.losses.len();
+        match self {
+            Self::Uncertainty => {
+                let mut s = state.log_variances(tasks);
+                let grads: Vec<f64> = s
+                    .iter()
+                    .zip(step.losses.iter().zip(step.task_weights))
+                    .map(|(&s, (loss, weight))| {
+                        loss.map_or(0.0, |l| uncertainty_gradient(s, weight * l))
+                    })
+                    .collect();
+                ensure_finite(&grads, "uncertainty weighting's gradient (the task losses)")?;
+                let adam = state.adam.get_or_insert_with(|| AdamState::new(tasks));
+                adam.step(&mut s, &grads, step.lr);
+                state.log_variances = s;
+            }
+            Self::GradNorm { alpha } => {
+                // The first epoch, a step without every task, or no shared gradient: no update.
+                let (Some(norms), false) = (step.grad_norms, state.initial_losses.is_empty())
+                else {
+                    return Ok(());
+                };
+                let (Some(losses), Some(norms)) = (
+                    step.losses.iter().copied().collect::<Option<Vec<f64>>>(),
+                    norms.iter().copied().collect::<Option<Vec<f64>>>(),
+                ) else {
+                    return Ok(());
+                };
+                let mut z = state.gradnorm_logits.clone();
+                z.resize(tasks, 0.0);
+                let grads = gradnorm_gradient(&z, &norms, &losses, &state.initial_losses, *alpha)?;
+                let adam = state.adam.get_or_insert_with(|| AdamState::new(tasks));
+                adam.step(&mut z, &grads, step.lr);
+                state.gradnorm_logits = z;
+            }
+            _ => {}
         }
         Ok(())
     }
 }
 
+/// What an optimiser step's tasks did, for the loss weightings that learn from it.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOutcome<'a> {
+    /// Each task's mean (unweighted) cross-entropy over the step's batches; `None` for a task
+    /// without a batch in the step (uncertainty then counts its gradient as 0).
+    pub losses: &'a [Option<f64>],
+    /// Each task's fixed `weight` (uncertainty's `L_i` is `weight_i` times the loss).
+    pub task_weights: &'a [f64],
+    /// Each task's weighted gradient norm on the shared encoder, `|grad w_i weight_i L_i|`
+    /// (GradNorm's `G_i`), when each task had its own backward.
+    pub grad_norms: Option<&'a [Option<f64>]>,
+    /// The learning rate of the step (the heads').
+    pub lr: f64,
+}
+
 impl FromStr for LossWeighting {
     type Err = String;
 
-    /// Parses `equal`, `uncertainty`, `dwa[:T]` or `rlw`.
+    /// Parses `equal`, `uncertainty`, `dwa[:T]`, `rlw` or `gradnorm[:ALPHA]`.
     fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
         let (name, param) = split_setting(text);
         let no_param = |method: Self| match param {
@@ -181,6 +267,9 @@ impl FromStr for LossWeighting {
                     |t| t > 0.0,
                 )?,
             }),
+            "gradnorm" => Ok(Self::GradNorm {
+                alpha: number_param(name, param, GRADNORM_ALPHA, "a number >= 0", |a| a >= 0.0)?,
+            }),
             _ => Err(format!(
                 "unknown loss weighting {text:?} (expected one of {})",
                 Self::NAMES
@@ -199,9 +288,16 @@ pub struct WeightingState {
     /// Uncertainty weighting: each task's log-variance `s_i` (empty: all 0).
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "exact_floats")]
     pub log_variances: Vec<f64>,
-    /// Uncertainty weighting: the Adam state of the log-variances.
+    /// Uncertainty weighting's and GradNorm's Adam state of their parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adam: Option<AdamState>,
+    /// GradNorm: the logits `z` of its weights `K softmax(z)` (empty: all 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "exact_floats")]
+    pub gradnorm_logits: Vec<f64>,
+    /// GradNorm: each task's mean training loss over the first epoch, `L_i(0)` (empty during
+    /// it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "exact_floats")]
+    pub initial_losses: Vec<f64>,
     /// DWA: each task's mean training loss over each of the (up to) two latest finished
     /// epochs, oldest first.
     #[serde(
@@ -326,6 +422,61 @@ pub fn uncertainty_gradient(s: f64, loss: f64) -> f64 {
     1.0 - (-s).exp() * loss
 }
 
+/// The gradient of GradNorm's loss `sum_i |G_i - mean(G) r_i^alpha|` (Chen et al. 2018, eq. 2;
+/// the target `mean(G) r_i^alpha` held constant) with respect to the logits `z` of the weights
+/// `w = K softmax(z)`, given the weighted gradient norms `G_i = w_i n_i` (`norms`), the step's
+/// losses and the first epoch's (`initial`): with `s_i = sign(G_i - target_i)`,
+/// `dL/dz_j = K p_j (s_j n_j - sum_i s_i n_i p_i)`, `p = softmax(z)`.
+pub fn gradnorm_gradient(
+    logits: &[f64],
+    norms: &[f64],
+    losses: &[f64],
+    initial: &[f64],
+    alpha: f64,
+) -> Result<Vec<f64>> {
+    for values in [logits, norms, losses, initial] {
+        ensure_finite(values, "GradNorm's inputs (gradient norms and losses)")?;
+    }
+    let k = logits.len();
+    if initial.iter().any(|&l| l <= 0.0) {
+        return Err(Error::NotFinite(
+            "GradNorm: a task's mean loss over the first epoch is 0, so its loss ratio is not \
+             finite"
+                .into(),
+        ));
+    }
+    let p = scaled_softmax(logits, 1.0);
+    let ratios: Vec<f64> = losses.iter().zip(initial).map(|(l, l0)| l / l0).collect();
+    let mean_ratio = ratios.iter().sum::<f64>() / k as f64;
+    let mean_norm = norms.iter().sum::<f64>() / k as f64;
+    // n_i = G_i / w_i: the norm of the task's unweighted gradient.
+    let unweighted: Vec<f64> = norms
+        .iter()
+        .zip(&p)
+        .map(|(g, p)| g / (k as f64 * p))
+        .collect();
+    let signs: Vec<f64> = norms
+        .iter()
+        .zip(&ratios)
+        .map(|(g, r)| {
+            let target = mean_norm * (r / mean_ratio).powf(alpha);
+            if *g > target {
+                1.0
+            } else if *g < target {
+                -1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let weighted: f64 = (0..k).map(|i| signs[i] * unweighted[i] * p[i]).sum();
+    let grads: Vec<f64> = (0..k)
+        .map(|j| k as f64 * p[j] * (signs[j] * unweighted[j] - weighted))
+        .collect();
+    ensure_finite(&grads, "GradNorm's gradient")?;
+    Ok(grads)
+}
+
 /// DWA's weights (Liu et al. 2019, eq. 7) from each task's mean loss over the epoch before
 /// last (`before`) and the last epoch (`last`): `K softmax(last_i / before_i / T)`.
 pub fn dwa_weights(before: &[f64], last: &[f64], temperature: f64) -> Result<Vec<f64>> {
@@ -368,9 +519,104 @@ mod tests {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol)
     }
 
+    /// A step of two tasks of weight 1 with `losses`, at learning rate `lr`.
+    fn outcome(losses: &[Option<f64>], lr: f64) -> StepOutcome<'_> {
+        StepOutcome {
+            losses,
+            task_weights: &[1.0, 1.0],
+            grad_norms: None,
+            lr,
+        }
+    }
+
+    #[test]
+    fn gradnorms_gradient_matches_a_central_difference() {
+        // L(z) = sum_i |w_i(z) n_i - c_i| with the targets c_i held at z's values.
+        let (z, n) = ([0.3, -0.2, 0.1], [2.0, 0.5, 1.0]);
+        let (losses, initial, alpha) = ([0.5, 0.9, 0.7], [1.0, 1.0, 0.8], 1.5);
+        let w = |z: &[f64]| scaled_softmax(z, 3.0);
+        let g: Vec<f64> = w(&z).iter().zip(&n).map(|(w, n)| w * n).collect();
+        let grads = gradnorm_gradient(&z, &g, &losses, &initial, alpha).unwrap();
+        let ratios: Vec<f64> = losses.iter().zip(&initial).map(|(l, l0)| l / l0).collect();
+        let mean_ratio = ratios.iter().sum::<f64>() / 3.0;
+        let mean_g = g.iter().sum::<f64>() / 3.0;
+        let targets: Vec<f64> = ratios
+            .iter()
+            .map(|r| mean_g * (r / mean_ratio).powf(alpha))
+            .collect();
+        let loss = |z: &[f64]| -> f64 {
+            w(z).iter()
+                .zip(&n)
+                .zip(&targets)
+                .map(|((w, n), c)| (w * n - c).abs())
+                .sum()
+        };
+        for j in 0..3 {
+            let h = 1e-6;
+            let (mut up, mut down) = (z, z);
+            up[j] += h;
+            down[j] -= h;
+            let numeric = (loss(&up) - loss(&down)) / (2.0 * h);
+            assert!(
+                (grads[j] - numeric).abs() < 1e-6,
+                "{j}: {} vs {numeric}",
+                grads[j]
+            );
+        }
+        // Balanced norms at equal ratios: nothing to change.
+        let flat = gradnorm_gradient(&[0.0, 0.0], &[1.0, 1.0], &[1.0, 1.0], &[1.0, 1.0], 1.5);
+        assert_eq!(flat.unwrap(), [0.0, 0.0]);
+        assert!(gradnorm_gradient(&[0.0], &[f64::NAN], &[1.0], &[1.0], 1.5).is_err());
+    }
+
+    #[test]
+    fn gradnorm_weights_are_equal_in_the_first_epoch_then_learned() {
+        let method = LossWeighting::GradNorm { alpha: 1.5 };
+        let mut state = WeightingState::default();
+        method.observe_batch(&mut state, 2, 0, 2.0, 2);
+        method.observe_batch(&mut state, 2, 1, 1.0, 2);
+        assert_eq!(method.weights(&state, 2, 0, 0).unwrap(), [1.0, 1.0]);
+        let norms = [Some(2.0), Some(0.5)];
+        let mut step = StepOutcome {
+            losses: &[Some(1.0), Some(0.5)],
+            task_weights: &[1.0, 1.0],
+            grad_norms: Some(&norms),
+            lr: 0.1,
+        };
+        method.after_step(&mut state, &step).unwrap();
+        assert!(
+            state.gradnorm_logits.is_empty(),
+            "no update in the first epoch"
+        );
+        method.end_epoch(&mut state, 2);
+        assert_eq!(state.initial_losses, [1.0, 0.5]);
+        // Same loss ratios, task 0's gradient norm is the larger: its weight falls.
+        method.after_step(&mut state, &step).unwrap();
+        let w = method.weights(&state, 2, 0, 1).unwrap();
+        assert!(
+            w[0] < 1.0 && w[1] > 1.0 && (w[0] + w[1] - 2.0).abs() < 1e-12,
+            "{w:?}"
+        );
+        // A step without every task leaves the weights.
+        step.losses = &[Some(1.0), None];
+        let before = state.clone();
+        method.after_step(&mut state, &step).unwrap();
+        assert_eq!(state, before);
+        // Epoch losses are no longer recorded.
+        method.observe_batch(&mut state, 2, 0, 2.0, 2);
+        assert!(state.epoch_loss_sums.is_empty());
+    }
+
     #[test]
     fn settings_parse_and_print_back() {
-        for text in ["equal", "uncertainty", "dwa:2", "dwa:0.5", "rlw"] {
+        for text in [
+            "equal",
+            "uncertainty",
+            "dwa:2",
+            "dwa:0.5",
+            "rlw",
+            "gradnorm:1.5",
+        ] {
             let method: LossWeighting = text.parse().unwrap();
             assert_eq!(method.setting(), text);
         }
@@ -378,8 +624,15 @@ mod tests {
             "dwa".parse::<LossWeighting>(),
             Ok(LossWeighting::Dwa { temperature: 2.0 })
         );
-        let err = "gradnorm".parse::<LossWeighting>().unwrap_err();
-        assert!(err.contains("equal, uncertainty, dwa[:T], rlw"), "{err}");
+        let err = "famo".parse::<LossWeighting>().unwrap_err();
+        assert!(
+            err.contains("equal, uncertainty, dwa[:T], rlw, gradnorm[:ALPHA]"),
+            "{err}"
+        );
+        assert_eq!(
+            "gradnorm".parse::<LossWeighting>(),
+            Ok(LossWeighting::GradNorm { alpha: 1.5 })
+        );
         let err = "dwa:0".parse::<LossWeighting>().unwrap_err();
         assert!(err.contains("dwa:0") && err.contains("positive"), "{err}");
         assert!(
@@ -412,7 +665,7 @@ mod tests {
         // Adam's first step moves each s by lr * sign(gradient): task 0's loss 3 > 1 = e^0
         // raises s_0 (gradient -2), task 1's loss 0.5 lowers s_1 (gradient 0.5).
         method
-            .after_step(&mut state, &[Some(3.0), Some(0.5)], 0.1)
+            .after_step(&mut state, &outcome(&[Some(3.0), Some(0.5)], 0.1))
             .unwrap();
         assert!(close(&state.log_variances, &[0.1, -0.1], 1e-6), "{state:?}");
         let w = method.weights(&state, 2, 0, 1).unwrap();
@@ -427,12 +680,12 @@ mod tests {
         // A task without a batch has gradient 0.
         let before = state.log_variances.clone();
         method
-            .after_step(&mut state, &[Some(3.0), None], 0.1)
+            .after_step(&mut state, &outcome(&[Some(3.0), None], 0.1))
             .unwrap();
         assert!(state.log_variances[0] > before[0]);
         assert_eq!(state.adam.as_ref().unwrap().t, 2);
         // A NaN loss is an error, not a NaN weight.
-        let err = method.after_step(&mut state, &[Some(f64::NAN), None], 0.1);
+        let err = method.after_step(&mut state, &outcome(&[Some(f64::NAN), None], 0.1));
         assert!(matches!(err, Err(Error::NotFinite(_))), "{err:?}");
     }
 
@@ -517,7 +770,10 @@ mod tests {
         let mut state = WeightingState::default();
         assert!(state.is_empty());
         LossWeighting::Uncertainty
-            .after_step(&mut state, &[Some(0.1f64.sqrt()), Some(1.0 / 3.0)], 1e-3)
+            .after_step(
+                &mut state,
+                &outcome(&[Some(0.1f64.sqrt()), Some(1.0 / 3.0)], 1e-3),
+            )
             .unwrap();
         state.epoch_losses = vec![vec![-0.10942761516874722, 1e-300], vec![0.6, 5e-324]];
         state.epoch_loss_sums = vec![std::f64::consts::PI, 0.0];
