@@ -408,6 +408,11 @@ fn joint_steps_and_other_samplers_train() {
             );
             let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
             assert!(config.contains("grad_aggregation = \"upgrad\""), "{config}");
+            let plot = std::fs::read_to_string(run.join("plots/weights.svg")).unwrap();
+            assert!(
+                plot.contains("topic gradient weight"),
+                "the weights are plotted"
+            );
         }
         if name == "unfreeze" {
             assert!(
