@@ -600,6 +600,48 @@ mod tests {
     }
 
     #[test]
+    fn pcgrad_from_the_gram_matrix_equals_projecting_the_vectors() {
+        // LibMTL's PCGrad on the vectors themselves, with the same shuffles.
+        let grads: [&[f32]; 3] = [&[1.0, 0.1, -0.3], &[-0.6, 1.0, 0.2], &[-0.5, -0.9, 0.4]];
+        let seed = 11;
+        let mut rng = SplitMix64::new(seed);
+        let mut total = [0.0f64; 3];
+        for i in 0..3 {
+            let mut projected: Vec<f64> = grads[i].iter().map(|&v| f64::from(v)).collect();
+            let mut order: Vec<usize> = (0..3).collect();
+            rng.shuffle(&mut order);
+            for j in order {
+                let gj: Vec<f64> = grads[j].iter().map(|&v| f64::from(v)).collect();
+                let dot: f64 = projected.iter().zip(&gj).map(|(a, b)| a * b).sum();
+                let norm2: f64 = gj.iter().map(|v| v * v).sum();
+                if dot < 0.0 {
+                    projected
+                        .iter_mut()
+                        .zip(&gj)
+                        .for_each(|(p, g)| *p -= dot / norm2 * g);
+                }
+            }
+            total.iter_mut().zip(&projected).for_each(|(t, p)| *t += p);
+        }
+        let w = pcgrad_weights(&gram_matrix(&grads), seed);
+        let update: Vec<f64> = combine(&grads, &w).iter().map(|&v| f64::from(v)).collect();
+        assert!(close(&update, &total, 1e-6), "{update:?} vs {total:?}");
+    }
+
+    #[test]
+    fn mgda_matches_a_search_over_the_simplex() {
+        let grads: [&[f32]; 3] = [&[1.0, 0.2, 0.0], &[-0.4, 1.0, 0.3], &[0.3, -0.5, 0.8]];
+        let g = gram_matrix(&grads);
+        let w = mgda_weights(&g);
+        let best = (0..=400)
+            .flat_map(|a| (0..=400 - a).map(move |b| [a, b, 400 - a - b]))
+            .map(|p| quadratic(&g, &p.map(|v| f64::from(v) / 400.0)))
+            .fold(f64::INFINITY, f64::min);
+        assert!(quadratic(&g, &w) <= best + 1e-9, "{w:?}");
+        assert!(w.iter().all(|&v| v >= 0.0) && (w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
     fn pcgrad_order_is_seeded() {
         // Three pairwise conflicting gradients: the order matters, the seed decides it.
         let g = gram_matrix(&[&[1.0, 0.1], &[-0.6, 1.0], &[-0.5, -0.9]]);

@@ -33,6 +33,9 @@
 //! With the whole encoder frozen (cached embeddings) there is nothing shared to combine and
 //! the gradients are summed.
 //!
+//! The two compose: an aggregation combines the gradients of the weighted losses
+//! `w_i * weight_i * L_i`. (LibMTL treats each as a "weighting" and runs one at a time.)
+//!
 //! Every function here is pure (slices of `f64`, a seed where a method draws random numbers,
 //! derived from the run's seed and the step so that a run is reproducible and resumable) and
 //! refuses non-finite input with [`Error::NotFinite`](crate::Error::NotFinite).
