@@ -285,75 +285,7 @@ impl Run<'_> {
                         / micro_steps as f64
                 })
                 .collect();
-            let model = &self.classifier.model;
-            // `(accumulator, gradients)` of the micro-step, and each batch's logits.
-            let (grads, logits): (Vec<(usize, GradientsParams)>, Vec<Tensor<2>>) =
-                match &self.train_cache {
-                    Some(cache) => {
-                        let mut total: Option<Tensor<1>> = None;
-                        let mut all_logits = Vec::with_capacity(group.len());
-                        for ((batch, key), weight) in group.iter().zip(&keys).zip(&weights) {
-                            let pooled = cache.batch(batch.task, &batch.examples);
-                            let logits = model.head_logits(pooled, batch.task, Some(*key));
-                            let targets = batch.targets(&self.device);
-                            let weighted = self
-                                .loss
-                                .forward(logits.clone(), targets)
-                                .mul_scalar(*weight);
-                            total = Some(match total {
-                                Some(t) => t + weighted,
-                                None => weighted,
-                            });
-                            all_logits.push(logits.detach());
-                        }
-                        let total = total.expect("a micro-step has a batch");
-                        (
-                            vec![(0, GradientsParams::from_grads(total.backward(), model))],
-                            all_logits,
-                        )
-                    }
-                    None => {
-                        let inputs: Vec<BertInput> = group
-                            .iter()
-                            .zip(&keys)
-                            .map(|(batch, key)| BertInput {
-                                dropout: Some(*key),
-                                ..batch.tokens.to_input(&self.device)
-                            })
-                            .collect();
-                        let terms: Vec<LossTerm> = group
-                            .iter()
-                            .zip(&inputs)
-                            .zip(&weights)
-                            .map(|((batch, input), weight)| LossTerm {
-                                input,
-                                task: batch.task,
-                                labels: &batch.labels,
-                                weight: *weight,
-                            })
-                            .collect();
-                        let groups = row_groups(&self.device);
-                        if per_task {
-                            let mut parts = Vec::with_capacity(terms.len());
-                            let mut all_logits = Vec::with_capacity(terms.len());
-                            for term in &terms {
-                                let (grads, logits) = backward_in_row_groups(
-                                    model,
-                                    &self.loss,
-                                    std::slice::from_ref(term),
-                                    groups,
-                                );
-                                parts.push((term.task, grads));
-                                all_logits.extend(logits);
-                            }
-                            (parts, all_logits)
-                        } else {
-                            let (grads, logits) =
-                                backward_in_row_groups(model, &self.loss, &terms, groups);
-                            (vec![(0, grads)], logits)
-                        }
-                    }
-                };
+            let (grads, logits) = self.micro_step(group, &keys, &weights, per_task);
             for (batch, logits) in group.iter().zip(logits) {
                 let loss_sum = self.record(batch, logits)?;
                 let examples = batch.labels.len();
@@ -404,6 +336,74 @@ impl Run<'_> {
             .map_err(|e| self.at_step(e))?;
         self.state.step += 1;
         Ok(())
+    }
+
+    /// One micro-step's forward and backward: `group`'s batches with their dropout `keys`
+    /// and loss `weights`. Returns the gradients as `(accumulator, gradients)` pairs, one
+    /// (accumulator 0) for the summed loss or, with `per_task`, one per batch from its own
+    /// backward (accumulator: its task), and each batch's logits (detached).
+    fn micro_step(
+        &self,
+        group: &[TaskBatch],
+        keys: &[DropoutKey],
+        weights: &[f64],
+        per_task: bool,
+    ) -> (Vec<(usize, GradientsParams)>, Vec<Tensor<2>>) {
+        let model = &self.classifier.model;
+        if let Some(cache) = &self.train_cache {
+            let mut total: Option<Tensor<1>> = None;
+            let mut all_logits = Vec::with_capacity(group.len());
+            for ((batch, key), weight) in group.iter().zip(keys).zip(weights) {
+                let pooled = cache.batch(batch.task, &batch.examples);
+                let logits = model.head_logits(pooled, batch.task, Some(*key));
+                let targets = batch.targets(&self.device);
+                let weighted = self
+                    .loss
+                    .forward(logits.clone(), targets)
+                    .mul_scalar(*weight);
+                total = Some(match total {
+                    Some(t) => t + weighted,
+                    None => weighted,
+                });
+                all_logits.push(logits.detach());
+            }
+            let total = total.expect("a micro-step has a batch");
+            let grads = GradientsParams::from_grads(total.backward(), model);
+            return (vec![(0, grads)], all_logits);
+        }
+        let inputs: Vec<BertInput> = group
+            .iter()
+            .zip(keys)
+            .map(|(batch, key)| BertInput {
+                dropout: Some(*key),
+                ..batch.tokens.to_input(&self.device)
+            })
+            .collect();
+        let terms: Vec<LossTerm> = group
+            .iter()
+            .zip(&inputs)
+            .zip(weights)
+            .map(|((batch, input), weight)| LossTerm {
+                input,
+                task: batch.task,
+                labels: &batch.labels,
+                weight: *weight,
+            })
+            .collect();
+        let groups = row_groups(&self.device);
+        if !per_task {
+            let (grads, logits) = backward_in_row_groups(model, &self.loss, &terms, groups);
+            return (vec![(0, grads)], logits);
+        }
+        let mut parts = Vec::with_capacity(terms.len());
+        let mut all_logits = Vec::with_capacity(terms.len());
+        for term in &terms {
+            let (grads, logits) =
+                backward_in_row_groups(model, &self.loss, std::slice::from_ref(term), groups);
+            parts.push((term.task, grads));
+            all_logits.extend(logits);
+        }
+        (parts, all_logits)
     }
 
     /// Combines the tasks' gradients as the run's [`GradAggregation`] says: `per_task[i]`
