@@ -89,6 +89,9 @@ impl GradAggregation {
     /// The weights `c_i` of the task gradients whose Gram matrix is `gram` (`k x k`,
     /// `gram[i][j] = g_i . g_j`) at step `step` (0-based) of a run seeded with `seed` (PCGrad's
     /// order). A NaN or infinite inner product is an error.
+    ///
+    /// # Panics
+    /// If `gram` is not square.
     pub fn weights(&self, gram: &[Vec<f64>], seed: u64, step: usize) -> Result<Vec<f64>> {
         let k = gram.len();
         for row in gram {
