@@ -10,6 +10,7 @@ use mtl_model::MultiTaskModel;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::TaskMetrics;
+use crate::multitask::WeightingState;
 use crate::optimizer::TrainOptimizer;
 
 /// The checkpoint's directory name inside the run directory.
@@ -46,6 +47,10 @@ pub struct TrainState {
     pub log_bytes: u64,
     /// Seconds of training before this checkpoint (over all resumed parts).
     pub seconds: f64,
+    /// The loss weighting's state (learned log-variances, epoch losses); empty for `equal`
+    /// and in checkpoints of older versions.
+    #[serde(default, skip_serializing_if = "WeightingState::is_empty")]
+    pub multitask: WeightingState,
 }
 
 impl TrainState {
@@ -60,6 +65,7 @@ impl TrainState {
             evals_since_best: 0,
             log_bytes: 0,
             seconds: 0.0,
+            multitask: WeightingState::default(),
         }
     }
 }

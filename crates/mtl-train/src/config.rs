@@ -8,6 +8,7 @@ use mtl_model::{HeadKind, ModelPart};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
+use crate::multitask::{GradAggregation, LossWeighting};
 use crate::setting_doc;
 
 /// One task to train: its data, labels, head and loss weight, as a user gives it. It is
@@ -166,6 +167,12 @@ pub struct TrainConfig {
     pub grad_accumulation: usize,
     #[doc = setting_doc!(step_mode)]
     pub step_mode: StepMode,
+    #[doc = setting_doc!(loss_weighting)]
+    #[serde(with = "as_setting")]
+    pub loss_weighting: LossWeighting,
+    #[doc = setting_doc!(grad_aggregation)]
+    #[serde(with = "as_setting")]
+    pub grad_aggregation: GradAggregation,
     #[doc = setting_doc!(dropout)]
     pub dropout: f64,
     #[doc = setting_doc!(pooling)]
@@ -216,6 +223,8 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             grad_accumulation: 1,
             step_mode: StepMode::Task,
+            loss_weighting: LossWeighting::Equal,
+            grad_aggregation: GradAggregation::Sum,
             dropout: 0.1,
             pooling: Pooling::Mean,
             freeze: Vec::new(),
@@ -244,6 +253,18 @@ impl Setting for EpochMode {
 }
 
 impl Setting for TaskSampler {
+    fn text(&self) -> String {
+        self.setting()
+    }
+}
+
+impl Setting for LossWeighting {
+    fn text(&self) -> String {
+        self.setting()
+    }
+}
+
+impl Setting for GradAggregation {
     fn text(&self) -> String {
         self.setting()
     }
@@ -415,6 +436,24 @@ impl TrainConfig {
                     .into(),
             ));
         }
+        if self.step_mode != StepMode::Joint {
+            let methods = [
+                (
+                    "loss_weighting",
+                    self.loss_weighting != LossWeighting::Equal,
+                ),
+                (
+                    "grad_aggregation",
+                    self.grad_aggregation != GradAggregation::Sum,
+                ),
+            ];
+            if let Some((name, _)) = methods.iter().find(|(_, set)| *set) {
+                return Err(Error::Config(format!(
+                    "{name} weighs or combines the tasks of one step: it needs step_mode joint \
+                     (one batch of every task per step)"
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -474,6 +513,18 @@ mod tests {
         };
         let toml = config.to_toml();
         assert!(toml.contains("epoch = \"steps:5\""), "{toml}");
+        assert!(toml.contains("loss_weighting = \"equal\""), "{toml}");
+        let joint = TrainConfig {
+            step_mode: StepMode::Joint,
+            loss_weighting: LossWeighting::Dwa { temperature: 1.5 },
+            grad_aggregation: GradAggregation::CaGrad { c: 0.4 },
+            ..TrainConfig::default()
+        };
+        joint.validate().unwrap();
+        let text = joint.to_toml();
+        assert!(text.contains("loss_weighting = \"dwa:1.5\""), "{text}");
+        assert!(text.contains("grad_aggregation = \"cagrad:0.4\""), "{text}");
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), joint);
         assert!(toml.contains("sampler = \"temperature:2\""), "{toml}");
         assert!(toml.contains("\"layers:2\""), "{toml}");
         assert_eq!(toml::from_str::<TrainConfig>(&toml).unwrap(), config);
@@ -527,6 +578,32 @@ mod tests {
                 .to_string()
                 .contains("round-robin")
         );
+        let config = TrainConfig {
+            grad_aggregation: GradAggregation::PcGrad,
+            ..TrainConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("grad_aggregation") && err.contains("step_mode joint"),
+            "{err}"
+        );
+        let config = TrainConfig {
+            loss_weighting: LossWeighting::Rlw,
+            ..TrainConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("loss_weighting"), "{err}");
+        let err = toml::from_str::<TrainConfig>("loss_weighting = \"famo\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown loss weighting") && err.contains("dwa[:T]"),
+            "{err}"
+        );
+        let err = toml::from_str::<TrainConfig>("grad_aggregation = \"cagrad:x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cagrad:x"), "{err}");
         assert_eq!("steps:7".parse(), Ok(EpochMode::FixedSteps(7)));
         assert!("forever".parse::<EpochMode>().is_err());
     }

@@ -15,6 +15,8 @@
 //! - [`Summary`], [`Best`]: what a finished run returns (also its `summary.json`).
 //! - [`evaluate()`], [`TaskMetrics`], [`ClassScores`]: a model's loss, accuracy, macro-F1,
 //!   per-class scores and confusion matrix on one task's split.
+//! - [`LossWeighting`], [`GradAggregation`]: joint mode's multi-task methods (loss weighting,
+//!   gradient aggregation); [`multitask`] holds them, each a pure function with its tests.
 //! - [`Record`], [`read_records`]: the run's log, `metrics.jsonl`.
 //! - [`RUN_DIR_ENTRIES`]: every name mtl writes in a run directory (the only ones
 //!   `--overwrite` deletes).
@@ -30,6 +32,7 @@ mod data;
 mod error;
 mod evaluate;
 mod metrics;
+pub mod multitask;
 mod observer;
 mod optimizer;
 mod row_groups;
@@ -44,6 +47,7 @@ pub use config::{MAX_PLANNED_EXAMPLES, StepMode, TaskSpec, TrainConfig};
 pub use error::{Error, Result};
 pub use evaluate::evaluate;
 pub use metrics::{ClassScores, TaskMetrics};
+pub use multitask::{GradAggregation, LossWeighting};
 pub use observer::{Event, Observer, Silent, TaskInfo, TaskStats};
 pub use run_dir::ENTRIES as RUN_DIR_ENTRIES;
 pub use runlog::{Record, read_records};

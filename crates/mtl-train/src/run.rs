@@ -1,10 +1,11 @@
 //! The training loop of a prepared run: one task's batch (or one batch of every task) per
 //! step, evaluation, the best model, checkpoints, early stopping, and the run's log.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
@@ -21,8 +22,11 @@ use crate::data::SplitData;
 use crate::error::{Context, Error, Result};
 use crate::evaluate::{argmax, cross_entropy, evaluate, evaluate_with};
 use crate::metrics::TaskMetrics;
+use crate::multitask::aggregation::gram_from_upper;
+use crate::multitask::weighting::StepOutcome;
+use crate::multitask::{GradAggregation, LossWeighting};
 use crate::observer::{Event, Observer, TaskStats};
-use crate::optimizer::TrainOptimizer;
+use crate::optimizer::{TrainOptimizer, param_paths};
 use crate::row_groups::{LossTerm, backward_in_row_groups};
 use crate::runlog::{Record, RunLog};
 use crate::train::{Summary, batches_per_step};
@@ -50,6 +54,8 @@ pub(crate) struct Run<'a> {
     /// Per task: `(summed loss, correct, examples)` this epoch (for the progress bar).
     pub(crate) epoch_stats: Vec<(f64, usize, usize)>,
     pub(crate) last_grad_norm: Option<Tensor<1>>,
+    /// What the multi-task methods chose at the last step (for the log).
+    pub(crate) last_weights: StepWeights,
     pub(crate) started: Instant,
     pub(crate) seconds_before: f64,
 }
@@ -209,6 +215,9 @@ impl Run<'_> {
                     self.checkpoint(optimizer)?;
                 }
             }
+            self.config
+                .loss_weighting
+                .end_epoch(&mut self.state.multitask, tasks);
             self.write_train_records(optimizer)?;
             self.observer.event(Event::EpochFinished {
                 epoch,
@@ -231,13 +240,37 @@ impl Run<'_> {
     /// With the whole encoder in the graph, each batch is split into row groups run on every
     /// core (see [`row_groups`](crate::row_groups)); dropout's masks are keyed by the
     /// run's seed, the step, the micro-step and the batch, so they do not depend on the split.
+    ///
+    /// In joint mode the loss weighting's weights multiply the tasks' fixed weights; with a
+    /// gradient aggregation other than `sum` each task's loss has its own backward, and
+    /// [`aggregate`](Self::aggregate) combines the tasks' encoder gradients.
     fn step(&mut self, optimizer: &mut TrainOptimizer, batches: &[TaskBatch]) -> Result<()> {
+        let tasks = self.loader.tasks().len();
         let micro = match self.config.step_mode {
             StepMode::Task => 1,
-            StepMode::Joint => self.loader.tasks().len(),
+            StepMode::Joint => tasks,
         };
         let micro_steps = batches.len().div_ceil(micro);
-        let mut accumulator = GradientsAccumulator::<MultiTaskModel>::new();
+        let weighting = self.config.loss_weighting;
+        let loss_weights = weighting
+            .weights(
+                &self.state.multitask,
+                tasks,
+                self.config.seed,
+                self.state.step,
+            )
+            .map_err(|e| self.at_step(e))?;
+        // Each task's gradients apart when they are to be combined or measured (the encoder
+        // is in the graph: with cached embeddings only the heads train, each with one task).
+        let per_task = (self.config.grad_aggregation != GradAggregation::Sum
+            || weighting.needs_task_gradients())
+            && self.train_cache.is_none();
+        let mut accumulators: Vec<GradientsAccumulator<MultiTaskModel>> =
+            (0..if per_task { tasks } else { 1 })
+                .map(|_| GradientsAccumulator::new())
+                .collect();
+        // Each task's mean cross-entropy over the step's batches.
+        let mut step_losses: Vec<Option<f64>> = vec![None; tasks];
         for (index, group) in batches.chunks(micro).enumerate() {
             let keys: Vec<DropoutKey> = (0..group.len())
                 .map(|j| {
@@ -247,74 +280,221 @@ impl Run<'_> {
                 .collect();
             let weights: Vec<f64> = group
                 .iter()
-                .map(|batch| self.config.tasks[batch.task].weight / micro_steps as f64)
+                .map(|batch| {
+                    self.config.tasks[batch.task].weight * loss_weights[batch.task]
+                        / micro_steps as f64
+                })
                 .collect();
-            let model = &self.classifier.model;
-            let (grads, logits) = match &self.train_cache {
-                Some(cache) => {
-                    let mut total: Option<Tensor<1>> = None;
-                    let mut all_logits = Vec::with_capacity(group.len());
-                    for ((batch, key), weight) in group.iter().zip(&keys).zip(&weights) {
-                        let pooled = cache.batch(batch.task, &batch.examples);
-                        let logits = model.head_logits(pooled, batch.task, Some(*key));
-                        let targets = batch.targets(&self.device);
-                        let weighted = self
-                            .loss
-                            .forward(logits.clone(), targets)
-                            .mul_scalar(*weight);
-                        total = Some(match total {
-                            Some(t) => t + weighted,
-                            None => weighted,
-                        });
-                        all_logits.push(logits.detach());
-                    }
-                    let total = total.expect("a micro-step has a batch");
-                    (
-                        GradientsParams::from_grads(total.backward(), model),
-                        all_logits,
-                    )
-                }
-                None => {
-                    let inputs: Vec<BertInput> = group
-                        .iter()
-                        .zip(&keys)
-                        .map(|(batch, key)| BertInput {
-                            dropout: Some(*key),
-                            ..batch.tokens.to_input(&self.device)
-                        })
-                        .collect();
-                    let terms: Vec<LossTerm> = group
-                        .iter()
-                        .zip(&inputs)
-                        .zip(&weights)
-                        .map(|((batch, input), weight)| LossTerm {
-                            input,
-                            task: batch.task,
-                            labels: &batch.labels,
-                            weight: *weight,
-                        })
-                        .collect();
-                    let groups = row_groups(&self.device);
-                    backward_in_row_groups(model, &self.loss, &terms, groups)
-                }
-            };
+            let (grads, logits) = self.micro_step(group, &keys, &weights, per_task);
             for (batch, logits) in group.iter().zip(logits) {
-                self.record(batch, logits)?;
+                let loss_sum = self.record(batch, logits)?;
+                let examples = batch.labels.len();
+                weighting.observe_batch(
+                    &mut self.state.multitask,
+                    tasks,
+                    batch.task,
+                    loss_sum,
+                    examples,
+                );
+                let mean = loss_sum / examples as f64 / micro_steps as f64;
+                *step_losses[batch.task].get_or_insert(0.0) += mean;
             }
-            accumulator.accumulate(&self.classifier.model, grads);
+            for (slot, grads) in grads {
+                accumulators[slot].accumulate(&self.classifier.model, grads);
+            }
         }
-        let grads = accumulator.grads();
+        let (grads, grad_norms) = if per_task {
+            let present: Vec<usize> = (0..tasks).filter(|&t| step_losses[t].is_some()).collect();
+            self.aggregate(accumulators, &present)?
+        } else {
+            let grads = accumulators
+                .pop()
+                .expect("one accumulator for the summed loss")
+                .grads();
+            (grads, None)
+        };
         let model = self.classifier.model.clone();
         let (model, norm) = optimizer.step(model, grads, self.state.step);
         self.classifier.model = model;
         self.last_grad_norm = Some(norm);
+        if weighting != LossWeighting::Equal {
+            self.last_weights.loss = Some(loss_weights);
+        }
+        if weighting == LossWeighting::Uncertainty {
+            self.last_weights.log_variances = Some(self.state.multitask.log_variances(tasks));
+        }
+        let (_, lr_heads) = optimizer.lrs(self.state.step);
+        let task_weights: Vec<f64> = self.config.tasks.iter().map(|t| t.weight).collect();
+        let outcome = StepOutcome {
+            losses: &step_losses,
+            task_weights: &task_weights,
+            grad_norms: grad_norms.as_deref(),
+            lr: lr_heads,
+        };
+        weighting
+            .after_step(&mut self.state.multitask, &outcome)
+            .map_err(|e| self.at_step(e))?;
         self.state.step += 1;
         Ok(())
     }
 
-    /// Adds a batch's loss and accuracy to the running statistics; a non-finite loss stops the
-    /// run, naming the step and task.
-    fn record(&mut self, batch: &TaskBatch, logits: Tensor<2>) -> Result<()> {
+    /// One micro-step's forward and backward: `group`'s batches with their dropout `keys`
+    /// and loss `weights`. Returns the gradients as `(accumulator, gradients)` pairs, one
+    /// (accumulator 0) for the summed loss or, with `per_task`, one per batch from its own
+    /// backward (accumulator: its task), and each batch's logits (detached).
+    fn micro_step(
+        &self,
+        group: &[TaskBatch],
+        keys: &[DropoutKey],
+        weights: &[f64],
+        per_task: bool,
+    ) -> (Vec<(usize, GradientsParams)>, Vec<Tensor<2>>) {
+        let model = &self.classifier.model;
+        if let Some(cache) = &self.train_cache {
+            let mut total: Option<Tensor<1>> = None;
+            let mut all_logits = Vec::with_capacity(group.len());
+            for ((batch, key), weight) in group.iter().zip(keys).zip(weights) {
+                let pooled = cache.batch(batch.task, &batch.examples);
+                let logits = model.head_logits(pooled, batch.task, Some(*key));
+                let targets = batch.targets(&self.device);
+                let weighted = self
+                    .loss
+                    .forward(logits.clone(), targets)
+                    .mul_scalar(*weight);
+                total = Some(match total {
+                    Some(t) => t + weighted,
+                    None => weighted,
+                });
+                all_logits.push(logits.detach());
+            }
+            let total = total.expect("a micro-step has a batch");
+            let grads = GradientsParams::from_grads(total.backward(), model);
+            return (vec![(0, grads)], all_logits);
+        }
+        let inputs: Vec<BertInput> = group
+            .iter()
+            .zip(keys)
+            .map(|(batch, key)| BertInput {
+                dropout: Some(*key),
+                ..batch.tokens.to_input(&self.device)
+            })
+            .collect();
+        let terms: Vec<LossTerm> = group
+            .iter()
+            .zip(&inputs)
+            .zip(weights)
+            .map(|((batch, input), weight)| LossTerm {
+                input,
+                task: batch.task,
+                labels: &batch.labels,
+                weight: *weight,
+            })
+            .collect();
+        let groups = row_groups(&self.device);
+        if !per_task {
+            let (grads, logits) = backward_in_row_groups(model, &self.loss, &terms, groups);
+            return (vec![(0, grads)], logits);
+        }
+        let mut parts = Vec::with_capacity(terms.len());
+        let mut all_logits = Vec::with_capacity(terms.len());
+        for term in &terms {
+            let (grads, logits) =
+                backward_in_row_groups(model, &self.loss, std::slice::from_ref(term), groups);
+            parts.push((term.task, grads));
+            all_logits.extend(logits);
+        }
+        (parts, all_logits)
+    }
+
+    /// Combines the tasks' gradients as the run's [`GradAggregation`] says: `per_task[i]`
+    /// holds task `i`'s gradients summed over the step's micro-steps, `present` the tasks
+    /// that had a batch in the step. The shared encoder's gradient becomes `sum_i c_i g_i`
+    /// (the weights `c` from the Gram matrix of the present tasks' encoder gradients, read
+    /// back as one inner product per parameter tensor and pair of tasks, summed in `f64`);
+    /// every other parameter (each head) keeps the sum, i.e. its own task's gradient. Also
+    /// returns each task's gradient norm on the encoder (`None` for a task without a batch;
+    /// all `None` when no encoder parameter trains).
+    fn aggregate(
+        &mut self,
+        per_task: Vec<GradientsAccumulator<MultiTaskModel>>,
+        present: &[usize],
+    ) -> Result<(GradientsParams, Option<Vec<Option<f64>>>)> {
+        let model = &self.classifier.model;
+        let all: Vec<GradientsParams> = per_task.into_iter().map(|mut a| a.grads()).collect();
+        let task_grads: Vec<&GradientsParams> = present.iter().map(|&t| &all[t]).collect();
+        let k = task_grads.len();
+        let mut products = TaskProducts {
+            grads: &task_grads,
+            pairs: vec![Vec::new(); k * (k + 1) / 2],
+        };
+        model.encoder.visit(&mut products);
+        let shared = products.pairs.iter().any(|p| !p.is_empty());
+        // One inner product per pair, in the order (0,0), (0,1), .., (1,1), ..
+        let mut dots = Vec::with_capacity(products.pairs.len());
+        for sums in std::mem::take(&mut products.pairs) {
+            if sums.is_empty() {
+                dots.push(0.0);
+                continue;
+            }
+            let values: Vec<f32> = Tensor::cat(sums, 0)
+                .into_data()
+                .try_into_vec()
+                .map_err(|e| Error::Tensor(format!("reading gradients back: {e:?}")))?;
+            dots.push(values.iter().map(|&v| f64::from(v)).sum::<f64>());
+        }
+        let gram = gram_from_upper(&dots, k);
+        let mut weights = vec![1.0; k];
+        let mut norms = None;
+        if shared {
+            let mut per_task = vec![None; self.loader.tasks().len()];
+            for (i, &t) in present.iter().enumerate() {
+                per_task[t] = Some(gram[i][i].max(0.0).sqrt());
+            }
+            norms = Some(per_task);
+        }
+        if shared && self.config.grad_aggregation != GradAggregation::Sum {
+            weights = self
+                .config
+                .grad_aggregation
+                .weights(&gram, self.config.seed, self.state.step)
+                .map_err(|e| self.at_step(e))?;
+            let mut logged = vec![None; self.loader.tasks().len()];
+            for (&t, &w) in present.iter().zip(&weights) {
+                logged[t] = Some(w);
+            }
+            self.last_weights.grads = Some(logged);
+        }
+        let encoder: HashSet<ParamId> = param_paths(&model.encoder)
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let mut combine = Combine {
+            grads: &task_grads,
+            weights: &weights,
+            encoder: &encoder,
+            combined: GradientsParams::new(),
+        };
+        model.visit(&mut combine);
+        Ok((combine.combined, norms))
+    }
+
+    /// `error` with the step it happened at (an aggregation's or weighting's non-finite
+    /// input).
+    fn at_step(&self, error: Error) -> Error {
+        match error {
+            Error::NotFinite(what) => Error::NotFinite(format!(
+                "step {}: {what}; stopping. The last good checkpoint (if any) is in {}; try a \
+                 lower learning rate",
+                self.state.step + 1,
+                self.dir.join(checkpoint::CHECKPOINT_DIR).display()
+            )),
+            other => other,
+        }
+    }
+
+    /// Adds a batch's loss and accuracy to the running statistics and returns its summed
+    /// cross-entropy; a non-finite loss stops the run, naming the step and task.
+    fn record(&mut self, batch: &TaskBatch, logits: Tensor<2>) -> Result<f64> {
         let labels = self.loader.tasks()[batch.task].labels().len();
         let values: Vec<f32> = logits
             .into_data()
@@ -343,7 +523,7 @@ impl Run<'_> {
             stats.1 += correct;
             stats.2 += batch.labels.len();
         }
-        Ok(())
+        Ok(loss)
     }
 
     /// Each task's loss and accuracy so far this epoch (tasks with a batch).
@@ -368,7 +548,9 @@ impl Run<'_> {
             None => 0.0,
         };
         let seconds = self.seconds();
-        for (task, stats) in self.task_names().into_iter().zip(self.interval.iter_mut()) {
+        let last = &self.last_weights;
+        let names = self.task_names();
+        for (t, (task, stats)) in names.into_iter().zip(self.interval.iter_mut()).enumerate() {
             if stats.2 == 0 {
                 continue;
             }
@@ -382,6 +564,9 @@ impl Run<'_> {
                 lr_encoder,
                 lr_heads,
                 grad_norm,
+                loss_weight: last.loss.as_ref().map(|w| w[t]),
+                log_variance: last.log_variances.as_ref().map(|s| s[t]),
+                grad_weight: last.grads.as_ref().and_then(|w| w[t]),
                 seconds,
             };
             self.log.write(&record)?;
@@ -513,5 +698,76 @@ impl Run<'_> {
         mtl_fs::write_file(&self.dir.join("summary.json"), json.as_bytes())
             .with_context(|| format!("writing {}", self.dir.join("summary.json").display()))?;
         Ok(summary)
+    }
+}
+
+/// What the multi-task methods chose at the last step, for the log's train records.
+#[derive(Debug, Default)]
+pub(crate) struct StepWeights {
+    /// Each task's loss weight (absent with `equal`).
+    pub(crate) loss: Option<Vec<f64>>,
+    /// Uncertainty weighting's log-variances used at the step.
+    pub(crate) log_variances: Option<Vec<f64>>,
+    /// Each task's weight in the encoder's combined gradient (absent with `sum`; `None` for a
+    /// task without a batch in the step).
+    pub(crate) grads: Option<Vec<Option<f64>>>,
+}
+
+/// Collects, per parameter tensor of the visited module, the inner product of every pair
+/// `(i, j)`, `i <= j`, of the tasks' gradients (`[1]` tensors, one list per pair, in the order
+/// `(0,0), (0,1), .., (1,1), ..`); parameters without a gradient (frozen) are skipped, and a
+/// task without one counts as zero.
+struct TaskProducts<'a> {
+    grads: &'a [&'a GradientsParams],
+    pairs: Vec<Vec<Tensor<1>>>,
+}
+
+impl ModuleVisitor for TaskProducts<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let grads: Vec<Option<Tensor<D>>> =
+            self.grads.iter().map(|g| g.get::<D>(param.id)).collect();
+        let k = grads.len();
+        let mut pair = 0;
+        for i in 0..k {
+            for j in i..k {
+                if let (Some(a), Some(b)) = (&grads[i], &grads[j]) {
+                    self.pairs[pair].push((a.clone() * b.clone()).sum());
+                }
+                pair += 1;
+            }
+        }
+    }
+}
+
+/// Writes, for every parameter with a gradient, `sum_i weights[i] * grads[i]` when it is one
+/// of the `encoder`'s and the plain sum otherwise (a head's: only its own task has one).
+struct Combine<'a> {
+    grads: &'a [&'a GradientsParams],
+    weights: &'a [f64],
+    encoder: &'a HashSet<ParamId>,
+    combined: GradientsParams,
+}
+
+impl ModuleVisitor for Combine<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let shared = self.encoder.contains(&param.id);
+        let mut total: Option<Tensor<D>> = None;
+        for (grads, &weight) in self.grads.iter().zip(self.weights) {
+            let Some(grad) = grads.get::<D>(param.id) else {
+                continue;
+            };
+            let term = if shared {
+                grad.mul_scalar(weight)
+            } else {
+                grad
+            };
+            total = Some(match total {
+                Some(total) => total + term,
+                None => term,
+            });
+        }
+        if let Some(total) = total {
+            self.combined.register(param.id, total);
+        }
     }
 }

@@ -31,6 +31,18 @@ pub enum Record {
         lr_heads: f64,
         /// Global gradient norm (before clipping) at the last step.
         grad_norm: f64,
+        /// The task's loss weight from the loss weighting at the last step (it multiplies the
+        /// task's fixed weight; absent with `equal`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        loss_weight: Option<f64>,
+        /// Uncertainty weighting: the task's log-variance `s` at the last step (its loss
+        /// weight is `exp(-s)`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_variance: Option<f64>,
+        /// The weight of the task's gradient in the shared encoder's combined gradient at the
+        /// last step (absent with `sum`, or when the task had no batch in that step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grad_weight: Option<f64>,
         /// Seconds since the run (or the resumed part of it) started.
         seconds: f64,
     },

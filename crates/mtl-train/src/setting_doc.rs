@@ -77,6 +77,24 @@ macro_rules! setting_doc {
         "task: one task's batch per step (tasks chosen by the sampler); joint: one batch of \
          every task per step, the weighted losses summed (round-robin only). Default: task."
     };
+    (loss_weighting) => {
+        "Loss weighting of a joint step (step_mode joint only), multiplying each task's \
+         weight: equal (1 each), uncertainty (learned log-variances s: weight exp(-s), loss \
+         + s; s trains by Adam at the heads' learning rate), dwa[:T] (dynamic weight average \
+         of the two previous epochs' loss ratios, temperature T, default 2; equal in the first \
+         two epochs; weights sum to the number of tasks) or rlw (random: softmax of standard \
+         normal draws each step, seeded) or gradnorm[:ALPHA] (learned weights that balance the \
+         tasks' gradient norms on the encoder by their training rates, ALPHA default 1.5; \
+         equal in the first epoch; each task gets its own backward). Default: equal."
+    };
+    (grad_aggregation) => {
+        "How the tasks' gradients on the shared encoder are combined in a joint step \
+         (step_mode joint only; each task gets its own backward, heads keep their own \
+         gradient): sum, pcgrad (project away conflicting components), mgda (min-norm \
+         convex combination), cagrad[:C] (conflict-averse, C default 0.5), imtl-g (equal \
+         projections on every task's gradient) or upgrad (average of projections onto the \
+         dual cone: no task's loss rises to first order). Default: sum."
+    };
     (dropout) => {
         "Dropout before the heads. Default: 0.1."
     };

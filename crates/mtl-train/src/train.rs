@@ -267,6 +267,7 @@ impl Prepared {
             interval: vec![(0.0, 0, 0); tasks],
             epoch_stats: vec![(0.0, 0, 0); tasks],
             last_grad_norm: None,
+            last_weights: Default::default(),
             started: Instant::now(),
             seconds_before: 0.0,
         };

@@ -1,5 +1,6 @@
 //! Training curves as SVG: loss and accuracy per task over optimiser steps, training (thin
-//! lines) and validation (thick lines with points).
+//! lines) and validation (thick lines with points), and in joint mode with a multi-task
+//! method the tasks' loss and gradient weights.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,10 +13,12 @@ use mtl_train::Record;
 /// `(step, value)` series by label.
 type Series = BTreeMap<String, Vec<(f64, f64)>>;
 
-/// Writes `loss.svg` and `accuracy.svg` into `dir` from the records of a run.
+/// Writes `loss.svg` and `accuracy.svg` into `dir` from the records of a run, and
+/// `weights.svg` when the run logged loss or gradient weights (`--loss-weighting`,
+/// `--grad-aggregation`).
 pub fn write_plots(records: &[Record], dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let (mut loss, mut accuracy) = (Series::new(), Series::new());
+    let (mut loss, mut accuracy, mut weights) = (Series::new(), Series::new(), Series::new());
     for record in records {
         match record {
             Record::Train {
@@ -23,8 +26,18 @@ pub fn write_plots(records: &[Record], dir: &Path) -> Result<()> {
                 task,
                 loss: l,
                 accuracy: a,
+                loss_weight,
+                grad_weight,
                 ..
             } => {
+                for (kind, weight) in [("loss", loss_weight), ("gradient", grad_weight)] {
+                    if let Some(w) = weight {
+                        weights
+                            .entry(format!("{task} {kind} weight"))
+                            .or_default()
+                            .push((*step as f64, *w));
+                    }
+                }
                 loss.entry(format!("{task} train"))
                     .or_default()
                     .push((*step as f64, *l));
@@ -53,7 +66,11 @@ pub fn write_plots(records: &[Record], dir: &Path) -> Result<()> {
         }
     }
     chart(&dir.join("loss.svg"), "loss (cross-entropy)", &loss)?;
-    chart(&dir.join("accuracy.svg"), "accuracy", &accuracy)
+    chart(&dir.join("accuracy.svg"), "accuracy", &accuracy)?;
+    if !weights.is_empty() {
+        chart(&dir.join("weights.svg"), "task weights", &weights)?;
+    }
+    Ok(())
 }
 
 fn chart(path: &Path, title: &str, series: &Series) -> Result<()> {

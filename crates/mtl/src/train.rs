@@ -8,7 +8,10 @@ use clap::Args;
 use mtl_bert::Pooling;
 use mtl_data::{EpochMode, TaskSampler};
 use mtl_model::{HeadKind, ModelPart};
-use mtl_train::{Start, StepMode, Summary, TaskSpec, TrainConfig, read_records, train};
+use mtl_train::{
+    GradAggregation, LossWeighting, Start, StepMode, Summary, TaskSpec, TrainConfig, read_records,
+    train,
+};
 
 use crate::backend::BackendArgs;
 use crate::plot::write_plots;
@@ -96,6 +99,10 @@ pub struct TrainArgs {
     pub grad_accumulation: Option<usize>,
     #[arg(long, value_name = "task|joint", help = mtl_train::setting_doc!(step_mode))]
     pub step_mode: Option<StepMode>,
+    #[arg(long, value_name = "NAME[:PARAMS]", help = mtl_train::setting_doc!(loss_weighting))]
+    pub loss_weighting: Option<LossWeighting>,
+    #[arg(long, value_name = "NAME[:PARAMS]", help = mtl_train::setting_doc!(grad_aggregation))]
+    pub grad_aggregation: Option<GradAggregation>,
     #[arg(long, help = mtl_train::setting_doc!(dropout))]
     pub dropout: Option<f64>,
     #[arg(long, help = mtl_train::setting_doc!(pooling))]
@@ -154,6 +161,8 @@ impl TrainArgs {
             max_grad_norm,
             grad_accumulation,
             step_mode,
+            loss_weighting,
+            grad_aggregation,
             dropout,
             pooling,
             eval_every,
@@ -254,6 +263,8 @@ impl TrainArgs {
             self.max_grad_norm.is_some(),
             self.grad_accumulation.is_some(),
             self.step_mode.is_some(),
+            self.loss_weighting.is_some(),
+            self.grad_aggregation.is_some(),
             self.dropout.is_some(),
             self.pooling.is_some(),
             self.unfreeze_every.is_some(),

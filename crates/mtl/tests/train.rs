@@ -364,6 +364,19 @@ fn joint_steps_and_other_samplers_train() {
             &["--step-mode", "joint", "--grad-accumulation", "2"][..],
         ),
         (
+            "joint-methods",
+            &[
+                "--step-mode",
+                "joint",
+                "--loss-weighting",
+                "uncertainty",
+                "--grad-aggregation",
+                "upgrad",
+                "--grad-accumulation",
+                "2",
+            ][..],
+        ),
+        (
             "temperature",
             &[
                 "--sampler",
@@ -387,6 +400,20 @@ fn joint_steps_and_other_samplers_train() {
             serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap())
                 .unwrap();
         assert!(summary["steps"].as_u64().unwrap() > 0, "{name}: {stderr}");
+        if name == "joint-methods" {
+            let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+            assert!(
+                log.contains("\"log_variance\"") && log.contains("\"grad_weight\""),
+                "the step's weights are logged"
+            );
+            let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+            assert!(config.contains("grad_aggregation = \"upgrad\""), "{config}");
+            let plot = std::fs::read_to_string(run.join("plots/weights.svg")).unwrap();
+            assert!(
+                plot.contains("topic gradient weight"),
+                "the weights are plotted"
+            );
+        }
         if name == "unfreeze" {
             assert!(
                 stderr.contains("top 0 of 2 encoder layers train"),
@@ -457,6 +484,48 @@ fn configuration_errors_are_clear() {
         !out.status.success() && stderr.contains("unknown task \"spam\""),
         "{stderr}"
     );
+
+    // Joint mode's multi-task methods: an unknown name lists the known ones, a bad parameter
+    // names the flag, and either needs joint steps.
+    for (flag, value, expected) in [
+        (
+            "--loss-weighting",
+            "famo",
+            "equal, uncertainty, dwa[:T], rlw, gradnorm[:ALPHA]",
+        ),
+        (
+            "--loss-weighting",
+            "dwa:-2",
+            "dwa:-2: the parameter must be a positive temperature",
+        ),
+        (
+            "--grad-aggregation",
+            "nash",
+            "sum, pcgrad, mgda, cagrad[:C], imtl-g, upgrad",
+        ),
+        (
+            "--grad-aggregation",
+            "cagrad:x",
+            "cagrad:x: the parameter must be a number >= 0",
+        ),
+        (
+            "--grad-aggregation",
+            "pcgrad",
+            "grad_aggregation weighs or combines",
+        ),
+    ] {
+        let mut args = train_args(&tasks, &runs.path().join("run3"));
+        args.extend([flag, value].map(String::from));
+        let out = mtl().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "{flag} {value}: {stderr}"
+        );
+        if value != "pcgrad" {
+            assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        }
+    }
 }
 
 /// The settings of the crash-safety runs: 2 epochs of 24 steps, a checkpoint every 10 steps,
