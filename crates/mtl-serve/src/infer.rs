@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use mtl_bert::{BertTokenizer, Encoding};
 use mtl_model::Prediction;
-use tokenizers::EncodeInput;
+use tokenizers::{EncodeInput, Tokenizer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::Limits;
@@ -109,20 +109,14 @@ impl Infer {
     ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
         self.check_texts(&texts)?;
         let _permit = self.permit()?;
-        let encodings = match truncation.direction {
-            TruncationDirection::Right => {
-                let tokenizer = model.tokenizer.clone();
-                self.tokenizing(move || tokenizer.encode(&texts))
-                    .await?
-                    .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?
-            }
-            TruncationDirection::Left => {
-                let tokenizer = model.tokenizer_left.clone();
-                self.tokenizing(move || tokenizer.encode_batch(texts, true))
-                    .await?
-                    .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?
-            }
+        let tokenizer = match truncation.direction {
+            TruncationDirection::Right => model.tokenizer.inner().clone(),
+            TruncationDirection::Left => model.tokenizer_left.clone(),
         };
+        let encodings = self
+            .tokenizing(move || encode_serially(&tokenizer, texts, true))
+            .await?
+            .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?;
         let encodings = checked(
             model,
             encodings,
@@ -167,7 +161,7 @@ impl Infer {
             .collect();
         let inner = tokenizer.inner().clone();
         let encodings = self
-            .tokenizing(move || inner.encode_batch(encode, true))
+            .tokenizing(move || encode_serially(&inner, encode, true))
             .await?
             .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?;
         let encodings = checked(model, encodings, truncate, tokenizer.max_length())?;
@@ -189,6 +183,21 @@ impl Infer {
             Err(ApiError::internal("the model thread has stopped"))
         }
     }
+}
+
+/// Tokenizes `inputs` one after the other on this thread. `Tokenizer::encode_batch` would
+/// spread them over rayon's pool, the pool the model's kernels run on: there, a request's
+/// tokenizing waited behind the model's work and the model's behind it. The tokenization
+/// workers are the parallelism, across requests.
+pub(crate) fn encode_serially<'a, I: Into<EncodeInput<'a>>>(
+    tokenizer: &Tokenizer,
+    inputs: Vec<I>,
+    add_special_tokens: bool,
+) -> tokenizers::Result<Vec<Encoding>> {
+    inputs
+        .into_iter()
+        .map(|input| tokenizer.encode(input, add_special_tokens))
+        .collect()
 }
 
 /// See [`Infer::check_texts`].

@@ -1,18 +1,21 @@
 //! The model thread's queue: which queued texts form the next batch.
 //!
-//! Requests take turns. Each batch starts with the texts of the request whose turn it is (its
-//! longest remaining texts first, which keeps its batches' padding low), then tops the batch up
-//! with the texts of the other requests, within the padded-token budget (texts × the batch's
-//! longest). Whose turn it is: requests that have not had one yet get every other turn, the
-//! one with the fewest texts first (ties, and a request passed over [`MAX_PASSED_OVER`] times,
-//! first come, first served); the requests that have had one take the other turns in a
-//! rotation. So a one-text request that arrives while eight 256-text requests are at work, or
-//! wait to start, runs within two batches (first come, first served would run it after their
-//! 2,048 texts), a big request keeps getting every other batch however many new requests
-//! arrive, and a new big request waits for at most four smaller ones: none starves. Top-ups go
-//! to the requests that have not had a turn first, in arrival order. A batch holds
-//! one kind of work (embeddings or predictions), that of the request whose turn it is. Requests
-//! whose client has gone are dropped, with their texts, whenever a batch is formed.
+//! Requests take turns, and each turn runs one batch holding the longest remaining text of the
+//! request whose turn it is. The rest of the batch is a window of all queued texts (of every
+//! request) sorted by length: the texts just shorter than that one (the request's own first
+//! among equal lengths), then, if those run out, the ones just longer, within the
+//! padded-token budget (texts × the batch's longest). So batches pad as little as when every
+//! queued text is sorted together, and every turn serves its request.
+//!
+//! Whose turn it is: requests that have not had one yet get every other turn, the one with
+//! the fewest texts first (ties, and a request passed over [`MAX_PASSED_OVER`] times, first
+//! come, first served); the requests that have had one take the other turns in a rotation. So
+//! a one-text request that arrives while eight 256-text requests are at work, or wait to start,
+//! runs within two batches (first come, first served would run it after their 2,048 texts), a
+//! big request keeps getting every other turn however many new requests arrive, and a new big
+//! request waits for at most four smaller ones: none starves. A batch holds one kind of work
+//! (embeddings or predictions), that of the request whose turn it is. Requests whose client
+//! has gone are dropped, with their texts, whenever a batch is formed.
 
 use std::collections::VecDeque;
 
@@ -135,21 +138,13 @@ impl<K: Copy + PartialEq, T> FairQueue<K, T> {
         }?;
         self.fresh_next = !from_fresh;
         let kind = head.kind;
-        let mut batch = Batch {
-            kind,
-            texts: Vec::new(),
-        };
-        let mut longest = 0;
-        let full = fill(&mut batch.texts, &mut longest, &mut head, max_batch_tokens);
-        if !full {
-            for waiting in self.fresh.iter_mut().chain(self.rotation.iter_mut()) {
-                if waiting.kind == kind
-                    && fill(&mut batch.texts, &mut longest, waiting, max_batch_tokens)
-                {
-                    break;
-                }
-            }
-        }
+        let mut others: Vec<&mut Waiting<K, T>> = self
+            .fresh
+            .iter_mut()
+            .chain(self.rotation.iter_mut())
+            .filter(|w| w.kind == kind)
+            .collect();
+        let texts = take_window(&mut head, &mut others, max_batch_tokens);
         // The request whose turn it was goes to the back of the rotation if it has texts left;
         // requests that have none left leave.
         if !head.texts.is_empty() {
@@ -157,29 +152,77 @@ impl<K: Copy + PartialEq, T> FairQueue<K, T> {
         }
         self.fresh.retain(|w| !w.texts.is_empty());
         self.rotation.retain(|w| !w.texts.is_empty());
-        Some(batch)
+        Some(Batch { kind, texts })
     }
 }
 
-/// Moves `waiting`'s texts, longest first, into `texts` while the batch stays within
-/// `max_batch_tokens` padded tokens (`longest` is the batch's longest text; the first text of a
-/// batch always goes in); `true` when the batch is full.
-fn fill<K, T>(
-    texts: &mut Vec<(u64, usize, T)>,
-    longest: &mut usize,
-    waiting: &mut Waiting<K, T>,
+/// Texts taken out of one request: (position, (index in the request, tokens, text)).
+type Taken<T> = Vec<(usize, (usize, usize, T))>;
+
+/// Takes one batch's texts: the head request's longest text, then the queued texts just
+/// shorter than it (of every request of the kind; the head's own first among equal lengths),
+/// longest first, while the batch stays within `max_batch_tokens` padded tokens, then, when the
+/// shorter texts run out first, the texts just longer than it. A batch is so a window of all
+/// queued texts sorted by length, as little padding as when every text is sorted together,
+/// and it always holds the head's longest text.
+fn take_window<K, T>(
+    head: &mut Waiting<K, T>,
+    others: &mut [&mut Waiting<K, T>],
     max_batch_tokens: usize,
-) -> bool {
-    while let Some(&(_, tokens, _)) = waiting.texts.front() {
-        let padded = (texts.len() + 1) * (*longest).max(tokens).max(1);
-        if !texts.is_empty() && padded > max_batch_tokens {
-            return true;
-        }
-        let (index, _, text) = waiting.texts.pop_front().expect("a text is there");
-        *longest = (*longest).max(tokens);
-        texts.push((waiting.key, index, text));
+) -> Vec<(u64, usize, T)> {
+    // (tokens, owner: 0 the head, i > 0 others[i - 1], position in the owner's texts)
+    let mut sorted: Vec<(usize, usize, usize)> = std::iter::once(&*head)
+        .chain(others.iter().map(|w| &**w))
+        .enumerate()
+        .flat_map(|(owner, w)| {
+            w.texts
+                .iter()
+                .enumerate()
+                .map(move |(pos, &(_, tokens, _))| (tokens, owner, pos))
+        })
+        .collect();
+    sorted.sort_unstable_by_key(|&(tokens, owner, pos)| (std::cmp::Reverse(tokens), owner, pos));
+    let fits = |count: usize, longest: usize| count * longest.max(1) <= max_batch_tokens;
+    let first = sorted
+        .iter()
+        .position(|&(_, owner, pos)| owner == 0 && pos == 0)
+        .expect("the head has a text");
+    let (mut start, mut end) = (first, first + 1);
+    while end < sorted.len() && fits(end - start + 1, sorted[start].0) {
+        end += 1;
     }
-    false
+    while start > 0 && fits(end - start + 1, sorted[start - 1].0) {
+        start -= 1;
+    }
+    let window = &sorted[start..end];
+    // Out of each owner's texts, from the last position down (positions stay valid).
+    let mut taken: Vec<Taken<T>> = Vec::new();
+    taken.resize_with(others.len() + 1, Vec::new);
+    let mut positions: Vec<(usize, usize)> = window.iter().map(|&(_, o, p)| (o, p)).collect();
+    positions.sort_unstable_by_key(|&(owner, pos)| (owner, std::cmp::Reverse(pos)));
+    for (owner, pos) in positions {
+        let texts = if owner == 0 {
+            &mut head.texts
+        } else {
+            &mut others[owner - 1].texts
+        };
+        let text = texts.remove(pos).expect("a queued text");
+        taken[owner].push((pos, text));
+    }
+    let keys: Vec<u64> = std::iter::once(head.key)
+        .chain(others.iter().map(|w| w.key))
+        .collect();
+    // Back in the window's order.
+    let mut batch = Vec::with_capacity(window.len());
+    for &(_, owner, pos) in window {
+        let at = taken[owner]
+            .iter()
+            .position(|&(p, _)| p == pos)
+            .expect("taken above");
+        let (_, (index, _, text)) = taken[owner].swap_remove(at);
+        batch.push((keys[owner], index, text));
+    }
+    batch
 }
 
 #[cfg(test)]
@@ -264,6 +307,29 @@ mod tests {
     }
 
     #[test]
+    fn batches_pad_as_little_as_when_every_text_is_sorted_together() {
+        let mut queue = FairQueue::new();
+        push(&mut queue, 1, 'e', &[100, 10]);
+        push(&mut queue, 2, 'e', &[100, 10]);
+        // The two long texts together, then the two short ones: 2 x 100 + 2 x 10 padded tokens
+        // (a batch per request would pad 2 x 100 twice).
+        assert_eq!(next(&mut queue, 200), [(1, 0), (2, 0)]);
+        assert_eq!(next(&mut queue, 200), [(1, 1), (2, 1)]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_short_text_alone_in_its_turn_takes_longer_texts_that_fit() {
+        let mut queue = FairQueue::new();
+        push(&mut queue, 1, 'e', &[40, 40, 40]);
+        push(&mut queue, 2, 'e', &[10]);
+        // Request 2's turn (the fewest texts): its text, and the longer ones that fit
+        // (4 x 40 <= 200), longest first.
+        assert_eq!(next(&mut queue, 200), [(1, 0), (1, 1), (1, 2), (2, 0)]);
+        assert!(queue.is_empty());
+    }
+
+    #[test]
     fn a_short_request_runs_within_two_batches_even_when_big_ones_wait_to_start() {
         let mut queue = FairQueue::new();
         for key in 0..8 {
@@ -309,14 +375,14 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_topped_up_by_other_requests_of_its_kind_in_arrival_order() {
+    fn a_batch_is_topped_up_with_the_texts_of_its_kind_nearest_in_length() {
         let mut queue = FairQueue::new();
         push(&mut queue, 1, 'e', &[20, 20]);
         push(&mut queue, 2, 'p', &[5, 5, 5]);
         push(&mut queue, 3, 'e', &[10, 10, 10]);
         push(&mut queue, 4, 'e', &[30, 30, 30]);
-        // Request 1 (the fewest texts), then request 3's (request 2 is another kind): 5 x 20;
-        // request 4's text of 30 would make 6 x 30 > 100.
+        // Request 1 (the fewest texts), then the texts just shorter, request 3's (request 2 is
+        // another kind): 5 x 20; request 4's text of 30 would make 6 x 30 > 100.
         assert_eq!(
             next(&mut queue, 100),
             [(1, 0), (1, 1), (3, 0), (3, 1), (3, 2)]

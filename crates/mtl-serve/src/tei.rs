@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::api::{LabelProbability, TaskPrediction};
 use crate::error::{ApiError, ErrorBody};
-use crate::infer::Truncation;
+use crate::infer::{Truncation, encode_serially};
 use crate::routes::{AppState, body, check_dimensions, shape_rows};
 use crate::tei_api::{
     DecodeRequest, EmbedRequest, InputIds, LabelScore, PredictInput, PredictRequest,
@@ -336,7 +336,7 @@ pub(crate) async fn tokenize(
     let (texts, encodings) = state
         .infer
         .tokenizing(move || {
-            let encodings = tokenizer.encode_batch(texts.clone(), add_special_tokens);
+            let encodings = encode_serially(&tokenizer, texts.clone(), add_special_tokens);
             (texts, encodings)
         })
         .await?;
