@@ -35,6 +35,9 @@ impl Default for Truncation {
     }
 }
 
+/// Inputs tokenized per task on a tokenization worker.
+pub(crate) const TOKENIZE_CHUNK: usize = 32;
+
 /// The way from a handler to the model thread.
 pub(crate) struct Infer {
     worker: Worker,
@@ -99,6 +102,33 @@ impl Infer {
             .map_err(|e| ApiError::internal(format!("tokenizing: {e}")))
     }
 
+    /// Tokenizes `inputs` on the tokenization workers, [`TOKENIZE_CHUNK`] inputs per task: a
+    /// big request takes a worker for one chunk at a time, so a small request that arrives
+    /// behind it waits for a chunk, not for the whole request.
+    pub(crate) async fn encode<I>(
+        &self,
+        tokenizer: Tokenizer,
+        inputs: Vec<I>,
+        add_special_tokens: bool,
+    ) -> Result<Vec<Encoding>, ApiError>
+    where
+        I: Into<EncodeInput<'static>> + Send + 'static,
+    {
+        let tokenizer = Arc::new(tokenizer);
+        let mut encodings = Vec::with_capacity(inputs.len());
+        let mut inputs = inputs.into_iter().peekable();
+        while inputs.peek().is_some() {
+            let chunk: Vec<I> = inputs.by_ref().take(TOKENIZE_CHUNK).collect();
+            let tokenizer = tokenizer.clone();
+            let done = self
+                .tokenizing(move || encode_serially(&tokenizer, chunk, add_special_tokens))
+                .await?
+                .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?;
+            encodings.extend(done);
+        }
+        Ok(encodings)
+    }
+
     /// Checks, tokenizes and embeds `texts`: the raw (not normalised) embeddings, in order,
     /// and the number of tokens read.
     pub(crate) async fn embed(
@@ -113,10 +143,7 @@ impl Infer {
             TruncationDirection::Right => model.tokenizer.inner().clone(),
             TruncationDirection::Left => model.tokenizer_left.clone(),
         };
-        let encodings = self
-            .tokenizing(move || encode_serially(&tokenizer, texts, true))
-            .await?
-            .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?;
+        let encodings = self.encode(tokenizer, texts, true).await?;
         let encodings = checked(
             model,
             encodings,
@@ -160,10 +187,7 @@ impl Infer {
             })
             .collect();
         let inner = tokenizer.inner().clone();
-        let encodings = self
-            .tokenizing(move || encode_serially(&inner, encode, true))
-            .await?
-            .map_err(|e| ApiError::invalid(format!("tokenizing: {e}")).tokenizer())?;
+        let encodings = self.encode(inner, encode, true).await?;
         let encodings = checked(model, encodings, truncate, tokenizer.max_length())?;
         let (reply, answer) = oneshot::channel();
         self.submit(Job {

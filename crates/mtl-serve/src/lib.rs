@@ -11,8 +11,8 @@
 //!
 //! The model runs on one thread of its own that batches the texts of concurrent requests
 //! together (up to [`Limits::max_batch_tokens`] padded tokens), fairly: requests take turns, and
-//! those that have not run yet get every other turn, smallest first, so a short request
-//! arriving while big ones run waits about two batches, and no request starves. Handlers parse and
+//! those that have not run yet get every other turn, so a short request arriving while big
+//! ones run waits a few batches, and no request starves. Handlers parse and
 //! answer; between them and the model thread, a layer checks the inputs, tokenizes them on a
 //! bounded pool ([`Limits::tokenization_workers`]) and queues them. At most
 //! [`Limits::max_concurrent_requests`] model requests are in flight, counted once their body is

@@ -7,13 +7,13 @@
 //! padded-token budget (texts × the batch's longest). So batches pad as little as when every
 //! queued text is sorted together, and every turn serves its request.
 //!
-//! Whose turn it is: requests that have not had one yet get every other turn, the one with
-//! the fewest texts first (ties, and a request passed over [`MAX_PASSED_OVER`] times, first
-//! come, first served); the requests that have had one take the other turns in a rotation. So
-//! a one-text request that arrives while eight 256-text requests are at work, or wait to start,
-//! runs within two batches (first come, first served would run it after their 2,048 texts), a
-//! big request keeps getting every other turn however many new requests arrive, and a new big
-//! request waits for at most four smaller ones: none starves. A batch holds one kind of work
+//! Whose turn it is: requests that have not had one yet get every other turn, alternately the
+//! one with the fewest texts (the first of those) and the one that came first; the requests
+//! that have had one take the other turns in a rotation. So a one-text request that arrives
+//! while eight 256-text requests are at work, or wait to start, runs within four batches
+//! (first come, first served would run it after their 2,048 texts), a big request keeps
+//! getting every other turn however many new requests arrive, and a new big request gets its
+//! first turn at the latest when it has become the oldest new one: none starves. A batch holds one kind of work
 //! (embeddings or predictions), that of the request whose turn it is. Requests whose client
 //! has gone are dropped, with their texts, whenever a batch is formed.
 
@@ -27,12 +27,7 @@ struct Waiting<K, T> {
     kind: K,
     /// Its texts not yet batched, longest first: (index in the request, tokens, text).
     texts: VecDeque<(usize, usize, T)>,
-    /// Times a later, smaller request had its first turn before this one's.
-    passed_over: u32,
 }
-
-/// A request that has not had a turn is passed over by smaller ones at most this many times.
-pub(crate) const MAX_PASSED_OVER: u32 = 4;
 
 /// The queued requests.
 pub(crate) struct FairQueue<K, T> {
@@ -42,6 +37,8 @@ pub(crate) struct FairQueue<K, T> {
     rotation: VecDeque<Waiting<K, T>>,
     /// Whether the next turn goes to `fresh` (when both have requests).
     fresh_next: bool,
+    /// Whether `fresh`'s next turn goes to its smallest request (else to its oldest).
+    smallest_next: bool,
 }
 
 /// The texts of one model batch, all of one kind.
@@ -59,6 +56,7 @@ impl<K: Copy + PartialEq, T> FairQueue<K, T> {
             fresh: VecDeque::new(),
             rotation: VecDeque::new(),
             fresh_next: true,
+            smallest_next: true,
         }
     }
 
@@ -84,7 +82,6 @@ impl<K: Copy + PartialEq, T> FairQueue<K, T> {
             key,
             kind,
             texts: texts.into(),
-            passed_over: 0,
         });
     }
 
@@ -106,16 +103,8 @@ impl<K: Copy + PartialEq, T> FairQueue<K, T> {
         (keys, texts)
     }
 
-    /// The position of the request in `fresh` whose first turn is next: the first passed over
-    /// [`MAX_PASSED_OVER`] times, else the one with the fewest texts (the first of those).
-    fn first_fresh(&self) -> usize {
-        if let Some(starved) = self
-            .fresh
-            .iter()
-            .position(|w| w.passed_over >= MAX_PASSED_OVER)
-        {
-            return starved;
-        }
+    /// The position in `fresh` of the request with the fewest texts (the first of those).
+    fn smallest_fresh(&self) -> usize {
         self.fresh
             .iter()
             .enumerate()
@@ -128,10 +117,12 @@ impl<K: Copy + PartialEq, T> FairQueue<K, T> {
     pub(crate) fn next_batch(&mut self, max_batch_tokens: usize) -> Option<Batch<K, T>> {
         let from_fresh = !self.fresh.is_empty() && (self.rotation.is_empty() || self.fresh_next);
         let mut head = if from_fresh {
-            let first = self.first_fresh();
-            for earlier in self.fresh.iter_mut().take(first) {
-                earlier.passed_over += 1;
-            }
+            let first = if self.smallest_next {
+                self.smallest_fresh()
+            } else {
+                0
+            };
+            self.smallest_next = !self.smallest_next;
             self.fresh.remove(first)
         } else {
             self.rotation.pop_front()
@@ -330,37 +321,37 @@ mod tests {
     }
 
     #[test]
-    fn a_short_request_runs_within_two_batches_even_when_big_ones_wait_to_start() {
+    fn new_requests_take_first_turns_alternately_smallest_and_oldest() {
         let mut queue = FairQueue::new();
-        for key in 0..8 {
-            push(&mut queue, key, 'e', &[10; 256]);
+        push(&mut queue, 0, 'e', &[10; 100]);
+        let mut heads = Vec::new();
+        for turn in 0..4 {
+            // A smaller new request arrives before every batch; each fills its batch and is
+            // done, so every turn is a first turn.
+            push(&mut queue, 100 + turn, 'e', &[10; 5]);
+            heads.push(next(&mut queue, 50)[0].0);
         }
-        assert_eq!(next(&mut queue, 200)[0].0, 0);
-        push(&mut queue, 99, 'e', &[10]);
-        let first = next(&mut queue, 200);
-        let second = next(&mut queue, 200);
-        assert!(
-            first.contains(&(99, 0)) || second.contains(&(99, 0)),
-            "{first:?} {second:?}"
-        );
+        // The smallest new request, then the oldest (the big one), then the rotation's turn (the
+        // big one again), then the smallest new one.
+        assert_eq!(heads, [100, 0, 0, 101]);
     }
 
     #[test]
-    fn a_big_new_request_is_passed_over_at_most_four_times() {
+    fn many_new_big_requests_delay_a_small_one_by_four_batches_at_most() {
         let mut queue = FairQueue::new();
-        push(&mut queue, 0, 'e', &[10; 100]);
-        let mut first_turn = None;
-        for turn in 0..20 {
-            // A smaller new request arrives before every batch.
-            push(&mut queue, 100 + turn, 'e', &[10; 5]);
-            if next(&mut queue, 50)[0].0 == 0 {
-                first_turn = Some(turn);
-                break;
-            }
+        push(&mut queue, 0, 'e', &[10; 256]);
+        next(&mut queue, 200);
+        for key in 1..=8 {
+            push(&mut queue, key, 'e', &[10; 256]);
         }
-        // Every batch is a first turn here (nothing has had one before): four smaller requests,
-        // then the big one.
-        assert_eq!(first_turn, Some(4));
+        for turn in 0..3 {
+            push(&mut queue, 99, 'e', &[10]);
+            let within: Vec<Vec<(u64, usize)>> = (0..4).map(|_| next(&mut queue, 200)).collect();
+            assert!(
+                within.iter().any(|b| b.contains(&(99, 0))),
+                "turn {turn}: not within four batches"
+            );
+        }
     }
 
     #[test]
