@@ -7,7 +7,8 @@
 //! median and 99th-percentile latency and errors are reported, with the servers' peak RSS and
 //! the offline throughput of `mtl-bench embed` (batch 32) on the same tweets. Then a mixed
 //! load: 8 clients sending 256-tweet requests while one client sends one-tweet requests, whose
-//! latency shows whether short requests wait behind big ones.
+//! latency shows whether short requests wait behind big ones. `--with-int8` adds `mtl serve
+//! --quantize int8`, `--baseline` another build of `mtl`, `--with-python` the Python server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -43,15 +44,32 @@ impl Load {
     }
 }
 
-pub fn run(
-    backend: &str,
-    seconds: f64,
-    clients: &[usize],
-    with_python: bool,
-    max_batch_tokens: Option<usize>,
-    max_concurrent_requests: usize,
-    baseline: Option<&std::path::Path>,
-) -> Result<()> {
+/// What `cargo xtask bench-serve` runs (its flags).
+pub struct Options {
+    pub backend: String,
+    pub seconds: f64,
+    pub clients: Vec<usize>,
+    pub with_python: bool,
+    pub with_int8: bool,
+    pub max_batch_tokens: Option<usize>,
+    pub max_concurrent_requests: usize,
+    pub baseline: Option<std::path::PathBuf>,
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    let Options {
+        backend,
+        seconds,
+        clients,
+        with_python,
+        with_int8,
+        max_batch_tokens,
+        max_concurrent_requests,
+        baseline,
+    } = options;
+    let (backend, seconds, with_python, with_int8) =
+        (backend.as_str(), *seconds, *with_python, *with_int8);
+    let (max_batch_tokens, max_concurrent_requests) = (*max_batch_tokens, *max_concurrent_requests);
     let model = fetch_model()?;
     datasets(false)?;
     let tweets = tweets()?;
@@ -78,6 +96,11 @@ pub fn run(
         command
     };
     let mut servers = vec![("mtl serve", start(serve(&mtl), "listening on http://")?)];
+    if with_int8 {
+        let mut int8 = serve(&mtl);
+        int8.args(["--quantize", "int8"]);
+        servers.push(("mtl serve (int8)", start(int8, "listening on http://")?));
+    }
     if let Some(binary) = baseline {
         servers.push((
             "mtl serve (baseline)",

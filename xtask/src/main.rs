@@ -111,6 +111,9 @@ enum Task {
         /// are answered 429 (counted as errors).
         #[arg(long, default_value_t = 4096)]
         max_concurrent_requests: usize,
+        /// Also load `mtl serve --quantize int8` (this tree's build), in the same table.
+        #[arg(long)]
+        with_int8: bool,
         /// Also load another `mtl` binary's `mtl serve` with the same flags (an older build,
         /// for before-and-after numbers in the same run).
         #[arg(long, value_name = "MTL_BINARY")]
@@ -201,16 +204,18 @@ fn main() -> Result<()> {
             with_python,
             max_batch_tokens,
             max_concurrent_requests,
+            with_int8,
             baseline,
-        } => bench_serve::run(
-            &backend,
+        } => bench_serve::run(&bench_serve::Options {
+            backend,
             seconds,
-            &clients,
+            clients,
             with_python,
+            with_int8,
             max_batch_tokens,
             max_concurrent_requests,
-            baseline.as_deref(),
-        )?,
+            baseline,
+        })?,
         Task::TestBackend { backends } => {
             fetch_model()?;
             let mut env = Vec::new();
