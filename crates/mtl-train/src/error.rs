@@ -18,6 +18,18 @@ pub enum Error {
     /// Training produced a NaN or infinite loss or parameter.
     #[error("{0}")]
     NotFinite(String),
+    /// The observer asked the run to stop ([`Observer::should_stop`](crate::Observer)); the
+    /// run's checkpoint is written, and resuming the run continues from `step`.
+    #[error(
+        "training interrupted after step {step}; the run in {} is checkpointed there and resumes from it",
+        run_dir.display()
+    )]
+    Interrupted {
+        /// Optimiser steps done.
+        step: usize,
+        /// The run directory.
+        run_dir: std::path::PathBuf,
+    },
     /// A tensor could not be read back or stored (Burn's own error, in words).
     #[error("{0}")]
     Tensor(String),

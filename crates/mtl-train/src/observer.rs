@@ -125,6 +125,15 @@ pub enum Event {
 pub trait Observer {
     /// Called for each event, in order, on the training thread.
     fn event(&mut self, event: Event);
+
+    /// Whether the run should stop, asked after each optimiser step: an observer that lets
+    /// its user interrupt training (Python's Ctrl-C) answers true. The run then writes a
+    /// checkpoint (at once mid-epoch, after the epoch's evaluation at its end) and returns
+    /// [`Error::Interrupted`](crate::Error::Interrupted); resuming it continues from that
+    /// step. Default: never.
+    fn should_stop(&mut self) -> bool {
+        false
+    }
 }
 
 impl<F: FnMut(Event)> Observer for F {

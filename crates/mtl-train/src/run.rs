@@ -208,11 +208,16 @@ impl Run<'_> {
                 {
                     return Ok(true);
                 }
+                let stop = !last && self.observer.should_stop();
                 if !last
-                    && self.config.checkpoint_every > 0
-                    && step.is_multiple_of(self.config.checkpoint_every)
+                    && (stop
+                        || self.config.checkpoint_every > 0
+                            && step.is_multiple_of(self.config.checkpoint_every))
                 {
                     self.checkpoint(optimizer)?;
+                }
+                if stop {
+                    return Err(self.interrupted());
                 }
             }
             self.config
@@ -231,8 +236,19 @@ impl Run<'_> {
             if stop {
                 return Ok(true);
             }
+            if self.observer.should_stop() {
+                return Err(self.interrupted());
+            }
         }
         Ok(false)
+    }
+
+    /// The error of a run its observer stopped, after its checkpoint.
+    fn interrupted(&self) -> Error {
+        Error::Interrupted {
+            step: self.state.step,
+            run_dir: self.dir.clone(),
+        }
     }
 
     /// One optimiser step on `batches` (one or more micro-steps whose gradients are summed).

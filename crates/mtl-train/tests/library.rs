@@ -176,3 +176,60 @@ fn the_trainer_library_reports_its_progress_to_an_observer() {
         ]
     );
 }
+
+/// Asks the run to stop once it has seen step `at`.
+struct StopAt {
+    at: usize,
+    seen: usize,
+}
+
+impl mtl_train::Observer for StopAt {
+    fn event(&mut self, event: Event) {
+        if let Event::Step { step, .. } = event {
+            self.seen = step;
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.seen >= self.at
+    }
+}
+
+#[test]
+fn an_observer_stops_a_run_at_a_checkpoint_and_the_resumed_run_ends_as_one_run() {
+    let (_data, tasks) = data();
+    let runs = tempfile::tempdir().unwrap();
+    let device = Backend::default_compiled().device(0).unwrap();
+    let whole = tiny_config(&tasks, &runs.path().join("whole"));
+    let summary = train(
+        &whole,
+        &device,
+        Start::New { overwrite: false },
+        &mut mtl_train::Silent,
+    )
+    .unwrap();
+    let per_epoch = summary.steps / 2;
+    // Mid-epoch, and at the last step of the first epoch (stopped after its evaluation).
+    for (name, at, stopped_at) in [("mid", 5, 5), ("end", per_epoch, per_epoch)] {
+        let config = tiny_config(&tasks, &runs.path().join(name));
+        let error = train(
+            &config,
+            &device,
+            Start::New { overwrite: false },
+            &mut StopAt { at, seen: 0 },
+        )
+        .unwrap_err();
+        let Error::Interrupted { step, run_dir } = &error else {
+            panic!("{name}: not an interruption: {error}");
+        };
+        assert_eq!((*step, run_dir), (stopped_at, &config.output), "{name}");
+        assert!(error.to_string().contains("checkpointed"), "{error}");
+        let resumed = train(&config, &device, Start::Resume, &mut mtl_train::Silent).unwrap();
+        assert_eq!(resumed.steps, summary.steps, "{name}");
+        let bytes = |run: &Path| std::fs::read(run.join("best/model.safetensors")).unwrap();
+        assert!(
+            bytes(&config.output) == bytes(&whole.output),
+            "{name}: the resumed run's best model differs"
+        );
+    }
+}
