@@ -39,6 +39,8 @@ struct Peer {
     ratio: Option<(&'static str, &'static str)>,
     /// The table has the cosine similarity of its embeddings to fp32's.
     cosine: bool,
+    /// The script takes the release-built Python extension module (`--module PATH`).
+    module: bool,
 }
 
 const PYTORCH: Peer = Peer {
@@ -49,6 +51,7 @@ const PYTORCH: Peer = Peer {
     embed_only: false,
     ratio: Some(("ours", "ours")),
     cosine: false,
+    module: false,
 };
 
 const ORT_FP32: Peer = Peer {
@@ -59,6 +62,7 @@ const ORT_FP32: Peer = Peer {
     embed_only: true,
     ratio: Some(("ours", "ours")),
     cosine: false,
+    module: false,
 };
 
 /// Ours with `--quantize int8`, its cosine similarity to our fp32 embeddings beside.
@@ -70,6 +74,7 @@ const OURS_INT8: Peer = Peer {
     embed_only: true,
     ratio: None,
     cosine: true,
+    module: false,
 };
 
 /// Compared with ours in int8, its cosine similarity to ORT fp32's embeddings beside.
@@ -81,7 +86,32 @@ const ORT_INT8: Peer = Peer {
     embed_only: true,
     ratio: Some(("ours-int8", "ours int8")),
     cosine: true,
+    module: false,
 };
+
+/// Ours through the Python package (`mtl.SentenceEncoder.encode`), in the same process
+/// conditions as `mtl-bench` (the same corpus, batch sizes and untimed warm-up).
+const PYTHON_PACKAGE: Peer = Peer {
+    who: "ours-python",
+    title: "from Python",
+    script: Some("scripts/bench_mtl_python.py"),
+    args: &[],
+    embed_only: true,
+    ratio: Some(("ours", "ours")),
+    cosine: false,
+    module: true,
+};
+
+/// The peers measured beside ours.
+#[derive(Debug, Clone, Copy)]
+pub struct Peers {
+    /// sentence-transformers / PyTorch.
+    pub pytorch: bool,
+    /// ONNX Runtime fp32 and int8, and ours in int8.
+    pub onnxruntime: bool,
+    /// Ours through the Python package.
+    pub python_package: bool,
+}
 
 impl Peer {
     fn measures(&self, measurement: &str) -> bool {
@@ -90,7 +120,13 @@ impl Peer {
 
     /// The command measuring `common`; `ours` is our `mtl-bench` with its backend's
     /// arguments and environment.
-    fn command(&self, common: &[String], threads: usize, ours: &Command) -> Command {
+    fn command(
+        &self,
+        common: &[String],
+        threads: usize,
+        ours: &Command,
+        module: Option<&std::path::Path>,
+    ) -> Command {
         let Some(script) = self.script else {
             let mut command = Command::new(ours.get_program());
             command.args(common).args(ours.get_args()).args(self.args);
@@ -107,6 +143,14 @@ impl Peer {
             .args(common)
             .args(["--threads", &threads.to_string()])
             .args(self.args)
+            .args(
+                module
+                    .filter(|_| self.module)
+                    .map(|m| ["--module".into(), m.display().to_string()])
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<String>>(),
+            )
             // bench_onnxruntime.py keeps its exported models in $MTL_CACHE_DIR/bench/onnx.
             .env("MTL_CACHE_DIR", mtl_assets::cache_dir());
         command
@@ -118,8 +162,7 @@ type Results = Vec<(String, &'static str, Value)>;
 
 pub fn run(
     backend: &str,
-    with_pytorch: bool,
-    with_onnxruntime: bool,
+    with: Peers,
     repeat: usize,
     only: &[String],
     corpus: Corpus,
@@ -136,12 +179,18 @@ pub fn run(
         .filter(|(name, ..)| only.is_empty() || only.iter().any(|o| o == name))
         .collect();
     let mut peers = Vec::new();
-    if with_pytorch {
+    if with.pytorch {
         peers.push(&PYTORCH);
     }
-    if with_onnxruntime {
+    if with.onnxruntime {
         peers.extend([&ORT_FP32, &OURS_INT8, &ORT_INT8]);
     }
+    let module = if with.python_package {
+        peers.push(&PYTHON_PACKAGE);
+        Some(crate::build_python_module(backend)?)
+    } else {
+        None
+    };
     let mut results: Results = Vec::new();
     // Every repetition runs ours, then each peer, for every measurement.
     for rep in 0..repeat {
@@ -169,7 +218,7 @@ pub fn run(
             results.push((name.to_string(), "ours", run_json(command)?));
             for peer in peers.iter().filter(|p| p.measures(measurement)) {
                 eprintln!("[{}/{repeat}] {name}: {}", rep + 1, peer.title);
-                let command = peer.command(&common, threads, &ours_command);
+                let command = peer.command(&common, threads, &ours_command, module.as_deref());
                 results.push((name.to_string(), peer.who, run_json(command)?));
             }
         }

@@ -76,6 +76,11 @@ enum Task {
         /// first use).
         #[arg(long)]
         with_onnxruntime: bool,
+        /// Also run the embedding measurements through the Python package:
+        /// `mtl.SentenceEncoder.encode` (scripts/bench_mtl_python.py) on the extension module
+        /// built in release mode like mtl-bench, to show what the Python door costs.
+        #[arg(long)]
+        with_python_package: bool,
         /// Repetitions of every measurement (each in its own process).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
@@ -186,13 +191,17 @@ fn main() -> Result<()> {
             backend,
             with_pytorch,
             with_onnxruntime,
+            with_python_package,
             repeat,
             only,
             corpus,
         } => bench::run(
             &backend,
-            with_pytorch,
-            with_onnxruntime,
+            bench::Peers {
+                pytorch: with_pytorch,
+                onnxruntime: with_onnxruntime,
+                python_package: with_python_package,
+            },
             repeat,
             &only,
             corpus,
@@ -588,6 +597,29 @@ pub(crate) fn build_release(bin: &str, backend: &str) -> Result<(PathBuf, Vec<(S
     ];
     cargo_with_env(args.map(String::from), &env)?;
     Ok((target_dir().join("release").join(bin), env))
+}
+
+/// Builds the Python extension module (crate mtl-py) in release mode with `backend`'s feature;
+/// returns the module (`target/release/libmtl_py.so`).
+pub(crate) fn build_python_module(backend: &str) -> Result<PathBuf> {
+    check_backend(backend)?;
+    let env = backend_env(backend)?;
+    let args = [
+        "build",
+        "--release",
+        "-p",
+        "mtl-py",
+        "--lib",
+        "--features",
+        backend,
+    ];
+    cargo_with_env(args.map(String::from), &env)?;
+    let name = format!(
+        "{}mtl_py{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    Ok(target_dir().join("release").join(name))
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
