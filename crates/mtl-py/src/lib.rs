@@ -20,6 +20,11 @@ mod train;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+/// The Rust side's allocations (tensors, tokens) go to mimalloc, which keeps freed memory
+/// ([`mtl_alloc`]); Python's own objects keep Python's allocator.
+#[global_allocator]
+static GLOBAL: mtl_alloc::MiMalloc = mtl_alloc::MiMalloc;
+
 /// Sets the number of threads the CPU backends (flex, ndarray) compute on. Only before the
 /// first model is loaded or used; default: one per core (or `RAYON_NUM_THREADS`).
 #[pyfunction]
@@ -56,6 +61,7 @@ fn backends() -> Vec<&'static str> {
 #[pymodule]
 #[pyo3(name = "_mtl")]
 fn extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    mtl_alloc::keep_freed_memory();
     m.add_class::<encoder::Encoder>()?;
     m.add_class::<classifier::Classifier>()?;
     m.add_function(wrap_pyfunction!(train::train, m)?)?;

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mtl_alloc::MiMalloc = mtl_alloc::MiMalloc;
 
 /// Sentence embeddings and multi-task text classification with BERT-family models on Burn.
 #[derive(Parser)]
@@ -29,7 +29,7 @@ enum Command {
 /// Runs the command; an error prints as `error: what failed: why` (its whole chain of
 /// causes on one line) and exits with status 1.
 fn main() -> ExitCode {
-    mtl::keep_freed_memory();
+    mtl_alloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -18,7 +18,7 @@ use mtl_train::TrainConfig;
 use mtl_train::internals::{EmbeddingCache, LossTerm, TrainOptimizer, backward_in_row_groups};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: mtl_alloc::MiMalloc = mtl_alloc::MiMalloc;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,7 +64,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    mtl::keep_freed_memory();
+    mtl_alloc::keep_freed_memory();
     let args = Args::parse();
     let device = args.backend.device()?;
     let text = std::fs::read_to_string(&args.corpus)
