@@ -24,7 +24,7 @@ with ``ray start --head`` / ``ray start --address HEAD:6379``). See ``examples/r
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -75,22 +75,40 @@ class Embedder:
         self.normalize_embeddings = normalize_embeddings
         self.pooling = pooling
 
-    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
-        if self.column not in batch:
+    def __call__(self, batch: Any) -> Any:
+        """Embeds one batch: a dict of numpy arrays (``batch_format="numpy"``), a
+        ``pyarrow.Table`` (``"pyarrow"``) or a ``pandas.DataFrame`` (``"pandas"``); returns the
+        same kind with the embedding column added (float32 rows; a fixed-size list column in
+        Arrow)."""
+        columns = list(batch.column_names) if hasattr(batch, "column_names") else list(batch.keys())
+        if self.column not in columns:
             raise KeyError(
-                f"the batch has no column {self.column!r} (columns: {', '.join(batch)}); "
+                f"the batch has no column {self.column!r} (columns: {', '.join(map(str, columns))}); "
                 "set column=..."
             )
-        texts = batch[self.column]
-        texts = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
+        if hasattr(batch, "column_names"):  # pyarrow.Table
+            texts = batch.column(self.column).to_pylist()
+        else:
+            texts = batch[self.column]
+            texts = texts.tolist() if hasattr(texts, "tolist") else list(texts)
         embeddings = self.encoder.encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=self.normalize_embeddings,
             pooling=self.pooling,
         )
-        out = dict(batch)
-        out[self.output_column] = embeddings
+        if hasattr(batch, "column_names"):
+            import pyarrow as pa
+
+            values = pa.array(embeddings.reshape(-1), type=pa.float32())
+            column = pa.FixedSizeListArray.from_arrays(values, embeddings.shape[1])
+            return batch.append_column(self.output_column, column)
+        if isinstance(batch, dict):
+            out = dict(batch)
+            out[self.output_column] = embeddings
+            return out
+        out = batch.copy()  # pandas.DataFrame
+        out[self.output_column] = list(embeddings)
         return out
 
 

@@ -77,3 +77,21 @@ def test_missing_column_names_the_columns(tiny_dir):
     embedder = Embedder(str(tiny_dir), column="sentence")
     with pytest.raises(KeyError, match="columns: text"):
         embedder({"text": np.array(["a"])})
+
+
+def test_every_batch_format_gets_the_same_embeddings(tiny_dir):
+    import pandas as pd
+    import pyarrow as pa
+
+    texts = corpus(50)
+    embedder = Embedder(str(tiny_dir))
+    expected = mtl.SentenceEncoder(tiny_dir).encode(texts)
+    as_numpy = embedder({"text": np.array(texts), "id": np.arange(50)})
+    assert list(as_numpy) == ["text", "id", "embedding"]
+    assert np.array_equal(as_numpy["embedding"], expected)
+    as_arrow = embedder(pa.table({"text": texts, "id": list(range(50))}))
+    assert as_arrow.column_names == ["text", "id", "embedding"]
+    assert np.array_equal(np.array(as_arrow.column("embedding").to_pylist(), dtype=np.float32), expected)
+    as_pandas = embedder(pd.DataFrame({"text": texts, "id": range(50)}))
+    assert list(as_pandas.columns) == ["text", "id", "embedding"]
+    assert np.array_equal(np.stack(as_pandas["embedding"].to_list()), expected)
