@@ -45,14 +45,33 @@ impl Load {
 }
 
 /// What `cargo xtask bench-serve` runs (its flags).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// flex (CPU, default), ndarray, wgpu, tch or cuda.
+    #[arg(long, default_value = "flex")]
     pub backend: String,
+    /// Seconds of load per server and client count (after 2 s of warm-up).
+    #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Client counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
     pub clients: Vec<usize>,
+    /// Also load the Python server (creates .cache/torch-venv on first use).
+    #[arg(long)]
     pub with_python: bool,
-    pub with_int8: bool,
+    /// `mtl serve --max-batch-tokens` (default: the server's).
+    #[arg(long)]
     pub max_batch_tokens: Option<usize>,
+    /// `mtl serve --max-concurrent-requests`: below the client count, the extra requests
+    /// are answered 429 (counted as errors).
+    #[arg(long, default_value_t = 4096)]
     pub max_concurrent_requests: usize,
+    /// Also load `mtl serve --quantize int8` (this tree's build), in the same table.
+    #[arg(long)]
+    pub with_int8: bool,
+    /// Also load another `mtl` binary's `mtl serve` with the same flags (an older build,
+    /// for before-and-after numbers in the same run).
+    #[arg(long, value_name = "MTL_BINARY")]
     pub baseline: Option<std::path::PathBuf>,
 }
 

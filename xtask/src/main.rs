@@ -96,34 +96,7 @@ enum Task {
     /// sentence-transformers behind FastAPI/uvicorn (scripts/serve_pytorch.py), the servers
     /// taking turns. Prints requests/s, texts/s, p50/p99 latency, errors, peak RSS, and the
     /// offline throughput of the same tweets; writes target/bench/serve.json.
-    BenchServe {
-        /// flex (CPU, default), ndarray, wgpu, tch or cuda.
-        #[arg(long, default_value = "flex")]
-        backend: String,
-        /// Seconds of load per server and client count (after 2 s of warm-up).
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        /// Client counts.
-        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
-        clients: Vec<usize>,
-        /// Also load the Python server (creates .cache/torch-venv on first use).
-        #[arg(long)]
-        with_python: bool,
-        /// `mtl serve --max-batch-tokens` (default: the server's).
-        #[arg(long)]
-        max_batch_tokens: Option<usize>,
-        /// `mtl serve --max-concurrent-requests`: below the client count, the extra requests
-        /// are answered 429 (counted as errors).
-        #[arg(long, default_value_t = 4096)]
-        max_concurrent_requests: usize,
-        /// Also load `mtl serve --quantize int8` (this tree's build), in the same table.
-        #[arg(long)]
-        with_int8: bool,
-        /// Also load another `mtl` binary's `mtl serve` with the same flags (an older build,
-        /// for before-and-after numbers in the same run).
-        #[arg(long, value_name = "MTL_BINARY")]
-        baseline: Option<std::path::PathBuf>,
-    },
+    BenchServe(bench_serve::Options),
     /// Check GPU-capable backends against the CPU backend flex on the tiny fixture model:
     /// encoder outputs and every pooling, and five training steps' losses, gradients and
     /// parameters (crates/mtl-train/tests/backends.rs). `wgpu` runs on Mesa's software Vulkan
@@ -206,25 +179,7 @@ fn main() -> Result<()> {
             &only,
             corpus,
         )?,
-        Task::BenchServe {
-            backend,
-            seconds,
-            clients,
-            with_python,
-            max_batch_tokens,
-            max_concurrent_requests,
-            with_int8,
-            baseline,
-        } => bench_serve::run(&bench_serve::Options {
-            backend,
-            seconds,
-            clients,
-            with_python,
-            with_int8,
-            max_batch_tokens,
-            max_concurrent_requests,
-            baseline,
-        })?,
+        Task::BenchServe(options) => bench_serve::run(&options)?,
         Task::TestBackend { backends } => {
             fetch_model()?;
             let mut env = Vec::new();
