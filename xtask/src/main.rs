@@ -538,43 +538,34 @@ pub(crate) fn check_backend(backend: &str) -> Result<()> {
 /// Builds the `mtl` crate's binary `bin` in release mode with `backend`'s feature; returns its
 /// path and the environment it needs to run (see [`backend_env`]).
 pub(crate) fn build_release(bin: &str, backend: &str) -> Result<(PathBuf, Vec<(String, String)>)> {
-    check_backend(backend)?;
-    let env = backend_env(backend)?;
-    let args = [
-        "build",
-        "--release",
-        "-p",
-        "mtl",
-        "--bin",
-        bin,
-        "--features",
-        backend,
-    ];
-    cargo_with_env(args.map(String::from), &env)?;
+    let env = cargo_release(&["-p", "mtl", "--bin", bin], backend)?;
     Ok((target_dir().join("release").join(bin), env))
 }
 
 /// Builds the Python extension module (crate mtl-py) in release mode with `backend`'s feature;
 /// returns the module (`target/release/libmtl_py.so`).
 pub(crate) fn build_python_module(backend: &str) -> Result<PathBuf> {
-    check_backend(backend)?;
-    let env = backend_env(backend)?;
-    let args = [
-        "build",
-        "--release",
-        "-p",
-        "mtl-py",
-        "--lib",
-        "--features",
-        backend,
-    ];
-    cargo_with_env(args.map(String::from), &env)?;
+    cargo_release(&["-p", "mtl-py", "--lib"], backend)?;
     let name = format!(
         "{}mtl_py{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );
     Ok(target_dir().join("release").join(name))
+}
+
+/// `cargo build --release TARGET --features BACKEND`; returns the backend's environment.
+fn cargo_release(target: &[&str], backend: &str) -> Result<Vec<(String, String)>> {
+    check_backend(backend)?;
+    let env = backend_env(backend)?;
+    let args: Vec<String> = ["build", "--release"]
+        .iter()
+        .chain(target)
+        .chain(&["--features", backend])
+        .map(|a| a.to_string())
+        .collect();
+    cargo_with_env(args, &env)?;
+    Ok(env)
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
