@@ -70,7 +70,22 @@ fn pytest() {
         // The tests start a local Ray cluster; no usage reporting, no dashboard.
         .env("RAY_USAGE_STATS_ENABLED", "0")
         .env("PYTHONDONTWRITEBYTECODE", "1")
+        // With wgpu and tch compiled in (CI's test build), the module's initial-exec
+        // thread-locals (mimalloc's among them, about 2 KB) outgrow the 512 bytes glibc keeps
+        // for modules loaded later, and `import mtl` fails with "cannot allocate memory in
+        // static TLS block"; a larger reserve (a glibc tunable, this process only) fixes it.
+        // The default build (flex) loads without it.
+        .env("GLIBC_TUNABLES", tunables())
         .status()
         .unwrap();
     assert!(status.success(), "pytest failed (its report is above)");
+}
+
+/// `GLIBC_TUNABLES` of the environment with a 64 KiB optional static TLS reserve added.
+fn tunables() -> String {
+    let reserve = "glibc.rtld.optional_static_tls=65536";
+    match std::env::var("GLIBC_TUNABLES") {
+        Ok(existing) if !existing.is_empty() => format!("{existing}:{reserve}"),
+        _ => reserve.to_owned(),
+    }
 }

@@ -8,6 +8,7 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 import mtl
+from conftest import FIXTURES
 
 # Largest absolute difference allowed between our embeddings and sentence-transformers'
 # (float32 on both sides; the Rust tests hold the encoder to 5e-6 on MiniLM's hidden states).
@@ -22,9 +23,15 @@ def assert_close(ours: np.ndarray, theirs: np.ndarray, tolerance: float = TOLERA
     assert worst <= tolerance, f"largest difference {worst:.3g} > {tolerance}"
 
 
-@pytest.fixture(scope="module", params=["tiny", "minilm"])
+@pytest.fixture(scope="module", params=["tiny", "tiny-pretraining", "minilm"])
 def models(request, tiny_dir, minilm_dir):
-    path = tiny_dir if request.param == "tiny" else minilm_dir
+    # tiny-pretraining: a BertForPreTraining checkpoint in pytorch_model.bin (`bert.` names,
+    # heads left out), the vocab.txt/tokenizer.json of the fixtures.
+    path = {
+        "tiny": tiny_dir,
+        "tiny-pretraining": FIXTURES / "tiny-bert-pretraining",
+        "minilm": minilm_dir,
+    }[request.param]
     return mtl.SentenceEncoder(path), SentenceTransformer(str(path), device="cpu")
 
 
