@@ -1,103 +1,109 @@
-//! The int8 product and its epilogue, in chunks of rows on the current rayon pool.
+//! The int8 layer's forward pass on the current rayon pool: the rows quantised in chunks, then
+//! the product and its epilogue in tiles of rows x columns.
 
-use super::quantize::quantize_rows;
+use super::kernel::{BLOCK, PANEL, gemm};
+use super::quantize::{RowsOut, quantize_rows};
 use super::{Epilogue, Int8Linear};
 use crate::kernels::isa::{Isa, isa_variants};
 use crate::kernels::math;
 use rayon::prelude::*;
-use rten_gemm::{GemmExecutor, GemmInputA, GemmInputB, GemmOptions};
-use rten_tensor::NdTensorView;
-use std::sync::OnceLock;
+use std::cell::Cell;
 
-/// Rows (tokens) quantised, multiplied and finished together: a chunk's u8 input, i32
-/// product and f32 output stay in the core's cache between the three steps.
+/// Rows (tokens) quantised together, and multiplied and finished together: a tile's u8 input,
+/// i32 sums and f32 output stay in the core's cache between the steps.
 pub(crate) const ROWS_PER_CHUNK: usize = 32;
 
-thread_local! {
-    /// The u8 x i8 -> i32 GEMM, the best kernel this CPU runs. `rten-gemm`'s executor is not
-    /// `Sync`, so each thread has its own; all pick the same kernel, the one the weights were
-    /// packed for.
-    static EXECUTOR: GemmExecutor<u8, i8, i32> = GemmExecutor::default();
-}
+/// Tiles per thread the work is split into when the rows alone give too few (a short text's
+/// columns are then shared out).
+const TILES_PER_THREAD: usize = 4;
 
-/// Runs `f` with this thread's GEMM executor.
-pub(crate) fn with_executor<T>(f: impl FnOnce(&GemmExecutor<u8, i8, i32>) -> T) -> T {
-    EXECUTOR.with(f)
-}
-
-/// The name of the GEMM kernel this CPU runs (for example `x86_64-u8i8i32-avx2`).
-pub(crate) fn kernel_name() -> &'static str {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| with_executor(|e| e.kernel_name().to_owned()))
-}
-
-/// What the epilogue needs of a chunk's rows and of the layer's columns.
-struct Scales<'a> {
-    /// Per row: the activation zero point and scale.
-    row_zero: &'a [u8],
-    row_scale: &'a [f32],
-    /// Per column: the sum of the column's int8 weights, the weight scale and the bias.
-    col_sum: &'a [i32],
-    col_scale: &'a [f32],
+/// The columns of a tile: per column, the sum of its int8 weights, the weight scale and the
+/// bias.
+struct Columns<'a> {
+    sum: &'a [i32],
+    scale: &'a [f32],
     bias: &'a [f32],
 }
 
-/// `out[r][c] = f((acc[r][c] - zero[r] * col_sum[c]) * row_scale[r] * col_scale[c] + bias[c])`,
-/// `f` the identity or GELU.
+/// `out[c] = f((acc[c] - zero * sum[c]) * row_scale * scale[c] + bias[c])` for one row, `f` the
+/// identity or GELU.
 ///
-/// `acc` is the raw product `sum_k q[r][k] w[k][c]` of the u8 activations; subtracting
-/// `zero[r] * sum_k w[k][c]` makes it `sum_k (q[r][k] - zero[r]) w[k][c]`, exactly. (rten-gemm
-/// 0.27's own zero-point handling gave wrong sums for its second tile of rows: measured,
-/// `tests::gemm_is_exact`, so its raw product is used.)
+/// `acc` is the raw product `sum_k q[k] w[k][c]` of the row's u8 activations; subtracting
+/// `zero * sum_k w[k][c]` makes it `sum_k (q[k] - zero) w[k][c]`, exactly.
 #[inline(always)]
 fn epilogue_generic<const FMA: bool, const GELU: bool>(
     acc: &[i32],
-    s: &Scales<'_>,
+    zero: u8,
+    row_scale: f32,
+    cols: &Columns<'_>,
     out: &mut [f32],
 ) {
-    let n = s.col_scale.len();
-    for (((acc, out), &rs), &zero) in acc
-        .chunks_exact(n)
-        .zip(out.chunks_exact_mut(n))
-        .zip(s.row_scale)
-        .zip(s.row_zero)
+    let zero = i32::from(zero);
+    for ((((o, &a), &sum), &cs), &b) in out
+        .iter_mut()
+        .zip(acc)
+        .zip(cols.sum)
+        .zip(cols.scale)
+        .zip(cols.bias)
     {
-        let zero = i32::from(zero);
-        for ((((o, &a), &sum), &cs), &b) in out
-            .iter_mut()
-            .zip(acc)
-            .zip(s.col_sum)
-            .zip(s.col_scale)
-            .zip(s.bias)
-        {
-            let a = a - zero * sum;
-            *o = if FMA {
-                (a as f32).mul_add(rs * cs, b)
-            } else {
-                a as f32 * (rs * cs) + b
-            };
-        }
-        if GELU {
-            // A loop of its own, as the fused bias + GELU kernel's: it vectorises.
-            for o in out.iter_mut() {
-                *o = math::gelu::<FMA>(*o);
-            }
+        let a = a - zero * sum;
+        *o = if FMA {
+            (a as f32).mul_add(row_scale * cs, b)
+        } else {
+            a as f32 * (row_scale * cs) + b
+        };
+    }
+    if GELU {
+        // A loop of its own, as the fused bias + GELU kernel's: it vectorises.
+        for o in out.iter_mut() {
+            *o = math::gelu::<FMA>(*o);
         }
     }
 }
 
 #[inline(always)]
-fn epilogue_bias<const FMA: bool>(acc: &[i32], s: &Scales<'_>, out: &mut [f32]) {
-    epilogue_generic::<FMA, false>(acc, s, out)
+fn epilogue_bias<const FMA: bool>(
+    acc: &[i32],
+    zero: u8,
+    row_scale: f32,
+    cols: &Columns<'_>,
+    out: &mut [f32],
+) {
+    epilogue_generic::<FMA, false>(acc, zero, row_scale, cols, out)
 }
 
 #[inline(always)]
-fn epilogue_gelu<const FMA: bool>(acc: &[i32], s: &Scales<'_>, out: &mut [f32]) {
-    epilogue_generic::<FMA, true>(acc, s, out)
+fn epilogue_gelu<const FMA: bool>(
+    acc: &[i32],
+    zero: u8,
+    row_scale: f32,
+    cols: &Columns<'_>,
+    out: &mut [f32],
+) {
+    epilogue_generic::<FMA, true>(acc, zero, row_scale, cols, out)
 }
 
-isa_variants!(epilogue_bias_isa, epilogue_bias, (acc: &[i32], s: &Scales<'_>, out: &mut [f32]));
-isa_variants!(epilogue_gelu_isa, epilogue_gelu, (acc: &[i32], s: &Scales<'_>, out: &mut [f32]));
+isa_variants!(epilogue_bias_isa, epilogue_bias, (acc: &[i32], zero: u8, row_scale: f32, cols: &Columns<'_>, out: &mut [f32]));
+isa_variants!(epilogue_gelu_isa, epilogue_gelu, (acc: &[i32], zero: u8, row_scale: f32, cols: &Columns<'_>, out: &mut [f32]));
+
+/// Quantised rows: `[rows, row_width]` u8 and per row the zero point, the scale and whether
+/// the row held NaN or an infinity (the vectors may be longer than the rows held).
+#[derive(Default)]
+struct QuantizedRows {
+    q: Vec<u8>,
+    zero: Vec<u8>,
+    scale: Vec<f32>,
+    non_finite: Vec<bool>,
+}
+
+/// The output matrix, written by the tiles in parallel, each its own rows x columns.
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the tiles write disjoint parts of the buffer (see `Int8Linear::tile`).
+unsafe impl Sync for SharedOut {}
 
 impl Int8Linear {
     /// `y = epilogue(x W + b)` for `rows` row-major rows of `x`: `[rows, n]`, row-major.
@@ -105,8 +111,9 @@ impl Int8Linear {
         self.forward_with(Isa::detect(), x, rows, epilogue)
     }
 
-    /// [`Self::forward`] with an explicit variant of our kernels (quantisation and epilogue;
-    /// the GEMM's kernel is `rten-gemm`'s choice). Panics if the CPU lacks `isa`.
+    /// [`Self::forward`] with an explicit variant of the f32 kernels (quantisation and
+    /// epilogue; the GEMM's kernel was chosen when the weights were quantised). Panics if the
+    /// CPU lacks `isa`.
     pub(crate) fn forward_with(
         &self,
         isa: Isa,
@@ -118,97 +125,157 @@ impl Int8Linear {
         assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
         assert_eq!(x.len(), rows * k, "int8 linear: input is not [{rows}, {k}]");
         let mut out = vec![0.0; rows * n];
-        // One task per chunk of rows.
-        out.par_chunks_mut(ROWS_PER_CHUNK * n)
-            .zip(x.par_chunks(ROWS_PER_CHUNK * k))
-            .for_each(|(out, x)| self.chunk(isa, x, x.len() / k, epilogue, out));
+        let shared = SharedOut {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        };
+        let chunks = rows.div_ceil(ROWS_PER_CHUNK);
+        let panels = self.packed.blocks() / PANEL;
+        let parts = (TILES_PER_THREAD * rayon::current_num_threads())
+            .div_ceil(chunks.max(1))
+            .clamp(1, panels);
+        if parts == 1 {
+            // Enough rows: a tile is a chunk of rows with every column, quantised in the tile
+            // (a chunk's u8 rows in the thread's scratch, never the whole input's).
+            x.par_chunks(ROWS_PER_CHUNK * k)
+                .enumerate()
+                .for_each(|(chunk, x)| {
+                    let mut input = QUANTIZED.take();
+                    self.quantize_into(isa, x, &mut input);
+                    let rows = x.len() / k;
+                    let first = chunk * ROWS_PER_CHUNK;
+                    self.tile(
+                        isa,
+                        &input,
+                        0..rows,
+                        first,
+                        0..self.packed.blocks(),
+                        epilogue,
+                        &shared,
+                    );
+                    QUANTIZED.set(input);
+                });
+        } else {
+            // A short input: quantised once, then tiles of a chunk of rows x a range of panels,
+            // so that every thread has work.
+            let mut input = QuantizedRows::default();
+            self.quantize_into(isa, x, &mut input);
+            (0..chunks * parts).into_par_iter().for_each(|t| {
+                let (chunk, part) = (t / parts, t % parts);
+                let rows = chunk * ROWS_PER_CHUNK..rows.min((chunk + 1) * ROWS_PER_CHUNK);
+                let blocks = part * panels / parts * PANEL..(part + 1) * panels / parts * PANEL;
+                self.tile(
+                    isa,
+                    &input,
+                    rows.clone(),
+                    rows.start,
+                    blocks,
+                    epilogue,
+                    &shared,
+                );
+            });
+        }
         out
     }
 
-    /// One chunk of rows: quantise, multiply, finish.
-    fn chunk(&self, isa: Isa, x: &[f32], rows: usize, epilogue: Epilogue, out: &mut [f32]) {
-        let (k, n) = (self.k, self.n);
-        // Taken out, not borrowed: while the GEMM waits for its own parallel work, rayon may run
-        // another chunk on this thread, which then finds an empty scratch of its own.
-        let mut scratch = SCRATCH.take();
-        {
-            let Scratch {
-                q,
-                zero,
-                row_scale,
-                non_finite,
-                acc,
-                smoothed,
-            } = &mut scratch;
-            q.resize(rows * k, 0);
-            zero.resize(rows, 0);
-            row_scale.resize(rows, 0.0);
-            non_finite.resize(rows, false);
-            acc.resize(rows * n, 0);
-            let (q, zero, row_scale, non_finite, acc) = (
-                &mut q[..rows * k],
-                &mut zero[..rows],
-                &mut row_scale[..rows],
-                &mut non_finite[..rows],
-                &mut acc[..rows * n],
-            );
-            let x = match self.input_scale() {
-                Some(inv) => {
-                    smoothed.clear();
-                    for row in x.chunks_exact(k) {
-                        smoothed.extend(row.iter().zip(inv).map(|(&v, &f)| v * f));
+    /// Quantises the rows of `x` (smoothed first where the layer is) into `into`, in parallel
+    /// chunks when there are several.
+    fn quantize_into(&self, isa: Isa, x: &[f32], into: &mut QuantizedRows) {
+        let k = self.k;
+        let rows = x.len() / k;
+        let width = self.packed.row_width();
+        into.q.resize(rows * width, 0);
+        into.zero.resize(rows, 0);
+        into.scale.resize(rows, 0.0);
+        into.non_finite.resize(rows, false);
+        into.q[..rows * width]
+            .par_chunks_mut(ROWS_PER_CHUNK * width)
+            .zip(x.par_chunks(ROWS_PER_CHUNK * k))
+            .zip(into.zero[..rows].par_chunks_mut(ROWS_PER_CHUNK))
+            .zip(into.scale[..rows].par_chunks_mut(ROWS_PER_CHUNK))
+            .zip(into.non_finite[..rows].par_chunks_mut(ROWS_PER_CHUNK))
+            .for_each(|((((q, x), zero), scale), non_finite)| {
+                let out = RowsOut {
+                    q,
+                    zero,
+                    scale,
+                    non_finite,
+                };
+                match self.input_scale() {
+                    Some(inv) => {
+                        let mut smoothed = SMOOTHED.take();
+                        smoothed.clear();
+                        for row in x.chunks_exact(k) {
+                            smoothed.extend(row.iter().zip(inv).map(|(&v, &f)| v * f));
+                        }
+                        quantize_rows(isa, &smoothed, k, width, out);
+                        SMOOTHED.set(smoothed);
                     }
-                    &smoothed[..]
+                    None => quantize_rows(isa, x, k, width, out),
                 }
-                None => x,
+            });
+    }
+
+    /// One tile: the product of the input's `rows` with the columns of `blocks`, finished into
+    /// `out`'s rows from `first_out`.
+    #[allow(clippy::too_many_arguments)]
+    fn tile(
+        &self,
+        isa: Isa,
+        input: &QuantizedRows,
+        rows: std::ops::Range<usize>,
+        first_out: usize,
+        blocks: std::ops::Range<usize>,
+        epilogue: Epilogue,
+        out: &SharedOut,
+    ) {
+        let n = self.n;
+        let width = self.packed.row_width();
+        let columns = blocks.start * BLOCK..n.min(blocks.end * BLOCK);
+        if columns.is_empty() {
+            return;
+        }
+        let stride = blocks.len() * BLOCK;
+        let mut acc = ACC.take();
+        acc.resize(rows.len() * stride, 0);
+        let q = &input.q[rows.start * width..rows.end * width];
+        gemm(self.kernel, q, rows.len(), &self.packed, blocks, &mut acc);
+        let (sum, scale, bias) = self.columns();
+        let cols = Columns {
+            sum: &sum[columns.clone()],
+            scale: &scale[columns.clone()],
+            bias: &bias[columns.clone()],
+        };
+        for (i, r) in rows.enumerate() {
+            let o = first_out + i;
+            assert!(o * n + columns.end <= out.len);
+            // SAFETY: in bounds (checked above); output row `o`'s `columns` belong to this tile
+            // alone, as the tiles partition the rows x the column ranges.
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(out.ptr.add(o * n + columns.start), columns.len())
             };
-            quantize_rows(isa, x, k, q, zero, row_scale, non_finite);
-            with_executor(|exec| {
-                // Packed once here: unpacked, rten-gemm would pack it again for every block of
-                // columns.
-                let a = exec.prepack_a(NdTensorView::from_data([rows, k], &*q));
-                exec.gemm(
-                    acc,
-                    GemmInputA::Packed(&a),
-                    GemmInputB::Packed(self.packed()),
-                    GemmOptions::default(),
-                )
-            })
-            .expect("int8 linear: the shapes were checked");
-            let (col_sum, col_scale, bias) = self.columns();
-            let scales = Scales {
-                row_zero: zero,
-                row_scale,
-                col_sum,
-                col_scale,
-                bias,
-            };
-            match epilogue {
-                Epilogue::Bias => epilogue_bias_isa(isa, acc, &scales, out),
-                Epilogue::BiasGelu => epilogue_gelu_isa(isa, acc, &scales, out),
+            if input.non_finite[r] {
+                // A row that held NaN or an infinity has no meaningful product: it is NaN
+                // throughout, whatever the epilogue would make of it.
+                out.fill(f32::NAN);
+                continue;
             }
-            // A row that held NaN or an infinity has no meaningful product: it is NaN
-            // throughout, whatever the epilogue would make of it.
-            for (r, _) in non_finite.iter().enumerate().filter(|(_, bad)| **bad) {
-                out[r * n..(r + 1) * n].fill(f32::NAN);
+            let acc = &acc[i * stride..i * stride + columns.len()];
+            let (zero, row_scale) = (input.zero[r], input.scale[r]);
+            match epilogue {
+                Epilogue::Bias => epilogue_bias_isa(isa, acc, zero, row_scale, &cols, out),
+                Epilogue::BiasGelu => epilogue_gelu_isa(isa, acc, zero, row_scale, &cols, out),
             }
         }
-        SCRATCH.set(scratch);
+        ACC.set(acc);
     }
 }
 
-/// A thread's buffers for one chunk, kept between calls (no allocation or zeroing per chunk).
-#[derive(Default)]
-struct Scratch {
-    q: Vec<u8>,
-    zero: Vec<u8>,
-    row_scale: Vec<f32>,
-    non_finite: Vec<bool>,
-    acc: Vec<i32>,
-    /// The chunk's input divided by the smoothing factors.
-    smoothed: Vec<f32>,
-}
-
 thread_local! {
-    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::default();
+    /// A thread's sums for one tile, kept between calls (no allocation per tile).
+    static ACC: Cell<Vec<i32>> = const { Cell::new(Vec::new()) };
+    /// A thread's quantised rows for one tile.
+    static QUANTIZED: Cell<QuantizedRows> = Cell::new(QuantizedRows::default());
+    /// A thread's smoothed input rows for one chunk.
+    static SMOOTHED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }

@@ -18,9 +18,10 @@
 //!   max(x, 0)]`, `scale = (max - min) / 255` and an integer zero point, so that 0 is exact.
 //!   Per row rather than ONNX Runtime's one scale per tensor: an outlier token costs only its own
 //!   precision.
-//! - **GEMM**: `rten-gemm`'s u8 x i8 -> i32 kernels (AVX-512 VNNI, AVX-512, AVX2 or portable,
-//!   chosen at run time by that crate) compute the raw products; the epilogue subtracts each
-//!   row's zero point times the column's weight sum, exactly.
+//! - **GEMM**: our u8 x i8 -> i32 kernels ([`kernel`]: AVX-512 VNNI, AVX-512BW, AVX2 or
+//!   portable, chosen at run time, each forced by the tests) compute the raw products in tiles of
+//!   rows x columns, the columns of a short input shared out among the threads; the epilogue
+//!   subtracts each row's zero point times the column's weight sum, exactly.
 //! - **Epilogue**, in the same pass over a chunk of rows while it is in cache:
 //!   `y = acc * (row scale * column scale) + bias`, then exact-erf GELU for the intermediate
 //!   layer.
@@ -30,21 +31,33 @@
 //!
 //! # Exactness and determinism
 //!
-//! The integer products are exact. Rows are quantised, multiplied and finished independently in
-//! chunks of [`ROWS_PER_CHUNK`] rows, so the result does not depend on the number of threads.
+//! The integer products are exact. Rows are quantised independently and each output element is
+//! finished on its own, so the result depends neither on the tiling nor on the number of
+//! threads.
 //! Non-finite activations cannot be quantised: such a row's outputs are NaN, which the
 //! encoder reports as an error naming the text (never returned as an embedding). Non-finite
 //! weights are an error at quantisation.
 
 mod gemm;
+mod kernel;
 mod quantize;
 #[cfg(test)]
 mod tests;
 
 use burn::tensor::{Tensor, TensorData};
-use rten_gemm::PackedBMatrix;
+use kernel::{Int8Kernel, PackedWeights};
+use std::sync::OnceLock;
 
-pub(crate) use gemm::kernel_name;
+/// The GEMM kernel the layers are quantised for: the best this CPU runs.
+fn kernel() -> Int8Kernel {
+    static KERNEL: OnceLock<Int8Kernel> = OnceLock::new();
+    *KERNEL.get_or_init(Int8Kernel::detect)
+}
+
+/// The name of the GEMM kernel this CPU runs (for example `avx512-vnni`).
+pub(crate) fn kernel_name() -> &'static str {
+    kernel().name()
+}
 
 /// What follows the product of an [`Int8Linear`], in the same pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,7 +71,9 @@ pub(crate) enum Epilogue {
 /// A linear layer `y = x W + b` with int8 weights, for inference.
 pub(crate) struct Int8Linear {
     /// `W` quantised, packed for the GEMM kernel: `[k, n]`.
-    packed: PackedBMatrix<i8>,
+    packed: PackedWeights,
+    /// The GEMM kernel the weights were quantised for.
+    kernel: Int8Kernel,
     /// Per output column: the weight scale (`w ≈ q * scale`).
     scales: Vec<f32>,
     /// Per output column: the sum of its int8 weights (for the activations' zero points).
@@ -85,7 +100,7 @@ impl std::fmt::Debug for Int8Linear {
 impl Int8Linear {
     /// Bytes held (weights, scales, sums and biases).
     pub(crate) fn bytes(&self) -> usize {
-        self.k * self.n + 12 * self.n + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
+        self.packed.bytes() + 12 * self.n + 4 * self.input_scale.as_ref().map_or(0, Vec::len)
     }
 
     /// `[batch, seq, k]` -> `[batch, seq, n]`, on the input's device.

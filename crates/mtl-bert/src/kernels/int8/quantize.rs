@@ -2,20 +2,8 @@
 //! (asymmetric u8).
 
 use super::Int8Linear;
-use super::gemm::with_executor;
+use super::kernel::{Int8Kernel, PackedWeights};
 use crate::kernels::isa::isa_variants;
-use rten_tensor::NdTensorView;
-
-/// The largest weight magnitude for a kernel: 63 where `u8 x i8` pairs are summed in 16 bits
-/// (`vpmaddubsw` without VNNI), else 127.
-pub(crate) fn weight_q_max(may_saturate: bool) -> i8 {
-    if may_saturate { 63 } else { 127 }
-}
-
-/// Whether this CPU's GEMM kernel sums `u8 x i8` pairs in 16 bits.
-pub(crate) fn may_saturate() -> bool {
-    with_executor(|exec| exec.may_saturate())
-}
 
 /// Per column `j` of a row-major `[k, n]` matrix: `max_i |w[i][j]|`, or `None` if any weight
 /// is NaN or infinite (with its row and column).
@@ -94,16 +82,17 @@ pub(crate) fn quantize_weights(
 
 impl Int8Linear {
     /// Quantises `y = x W + b`, `W` row-major `[k, n]` (Burn's `Linear` layout: input rows,
-    /// output columns), `b` `[n]` (zeros when `None`), for the GEMM kernel this CPU runs; the
-    /// model smooths some layers first ([`Self::quantize_smoothed`]).
+    /// output columns), `b` `[n]` (zeros when `None`), for `kernel`; the model smooths some
+    /// layers first ([`Self::quantize_smoothed`]).
     #[cfg(test)]
     pub(crate) fn quantize(
+        kernel: Int8Kernel,
         weight: &[f32],
         bias: Option<&[f32]>,
         k: usize,
         n: usize,
     ) -> Result<Self, QuantizeError> {
-        Self::quantize_smoothed(weight, bias, k, n, None)
+        Self::quantize_for(kernel, weight, bias, k, n, None)
     }
 
     /// [`Self::quantize`] with per-input-channel smoothing (SmoothQuant, Xiao et al. 2023):
@@ -111,6 +100,8 @@ impl Int8Linear {
     /// quantised and row `k` of `W` multiplied by it. Channels whose activations have outliers
     /// get `s > 1`: their range moves into the weights, where each output column has its own
     /// scale, and the other channels of a token keep more of the 8 bits.
+    ///
+    /// For the best GEMM kernel this CPU runs ([`Int8Kernel::detect`]).
     pub(crate) fn quantize_smoothed(
         weight: &[f32],
         bias: Option<&[f32]>,
@@ -118,6 +109,20 @@ impl Int8Linear {
         n: usize,
         smooth: Option<&[f32]>,
     ) -> Result<Self, QuantizeError> {
+        Self::quantize_for(super::kernel(), weight, bias, k, n, smooth)
+    }
+
+    /// [`Self::quantize_smoothed`] for a given GEMM kernel (which must run on this CPU): its
+    /// weights are 7-bit where it may saturate.
+    pub(crate) fn quantize_for(
+        kernel: Int8Kernel,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        k: usize,
+        n: usize,
+        smooth: Option<&[f32]>,
+    ) -> Result<Self, QuantizeError> {
+        assert!(kernel.is_supported(), "{kernel:?} does not run on this CPU");
         if k == 0 || n == 0 || weight.len() != k * n {
             return Err(QuantizeError::Shape(format!(
                 "a weight of {} values is not a non-empty [{k}, {n}] matrix",
@@ -161,17 +166,16 @@ impl Int8Linear {
             }
             None => (weight, None),
         };
-        let (q, scales) = quantize_weights(weight, n, weight_q_max(may_saturate()))?;
+        let (q, scales) = quantize_weights(weight, n, kernel.weight_q_max())?;
         let mut col_sums = vec![0i32; n];
         for row in q.chunks_exact(n) {
             for (sum, &v) in col_sums.iter_mut().zip(row) {
                 *sum += i32::from(v);
             }
         }
-        let packed =
-            with_executor(|exec| exec.prepack_b(NdTensorView::from_data([k, n], q.as_slice())));
         Ok(Self {
-            packed,
+            packed: PackedWeights::pack(&q, k, n),
+            kernel,
             scales,
             col_sums,
             bias,
@@ -179,11 +183,6 @@ impl Int8Linear {
             k,
             n,
         })
-    }
-
-    /// The packed weights.
-    pub(super) fn packed(&self) -> &rten_gemm::PackedBMatrix<i8> {
-        &self.packed
     }
 
     /// Per input channel: what the input is multiplied by before it is quantised (`1 / s`).
@@ -197,25 +196,27 @@ impl Int8Linear {
     }
 }
 
+/// Where [`quantize_rows`] writes: `[rows, width]` u8 values, and per row the zero point, the
+/// scale (`x ≈ (q - zero) * scale`) and whether the row held NaN or an infinity.
+pub(crate) struct RowsOut<'a> {
+    pub(crate) q: &'a mut [u8],
+    pub(crate) zero: &'a mut [u8],
+    pub(crate) scale: &'a mut [f32],
+    pub(crate) non_finite: &'a mut [bool],
+}
+
 /// Per-row u8 quantisation of `rows` row-major rows of width `k`.
 ///
-/// Writes `q` (`[rows, k]`), each row's zero point and scale (`x ≈ (q - zero) * scale`), and
-/// returns a mask of the rows holding NaN or an infinity (their `q` is all zero point).
+/// Fills `out` (`width >= k`, the padding zero); a row holding NaN or an infinity is flagged and
+/// its `q` is all zero point.
 #[inline(always)]
-fn quantize_rows_generic<const FMA: bool>(
-    x: &[f32],
-    k: usize,
-    q: &mut [u8],
-    zero: &mut [u8],
-    scale: &mut [f32],
-    non_finite: &mut [bool],
-) {
+fn quantize_rows_generic<const FMA: bool>(x: &[f32], k: usize, width: usize, out: RowsOut<'_>) {
     for ((((x, q), zero), scale), bad) in x
         .chunks_exact(k)
-        .zip(q.chunks_exact_mut(k))
-        .zip(zero.iter_mut())
-        .zip(scale.iter_mut())
-        .zip(non_finite.iter_mut())
+        .zip(out.q.chunks_exact_mut(width))
+        .zip(out.zero.iter_mut())
+        .zip(out.scale.iter_mut())
+        .zip(out.non_finite.iter_mut())
     {
         // Lane-wise min, max and a NaN probe (`v * 0` is NaN for NaN and infinities), folded
         // across 8 lanes so that LLVM keeps them in vector registers.
@@ -235,6 +236,8 @@ fn quantize_rows_generic<const FMA: bool>(
             hi[0] = hi[0].max(v);
             probe[0] += v * 0.0;
         }
+        let (q, padding) = q.split_at_mut(k);
+        padding.fill(0);
         let min = lo.iter().copied().fold(0.0f32, f32::min);
         let max = hi.iter().copied().fold(0.0f32, f32::max);
         *bad = probe.iter().any(|p| !p.is_finite()) || !(max - min).is_finite();
@@ -271,7 +274,7 @@ pub(crate) fn round_to_u8(v: f32) -> u8 {
 isa_variants!(
     quantize_rows_isa,
     quantize_rows_generic,
-    (x: &[f32], k: usize, q: &mut [u8], zero: &mut [u8], scale: &mut [f32], non_finite: &mut [bool])
+    (x: &[f32], k: usize, width: usize, out: RowsOut<'_>)
 );
 
 /// [`quantize_rows_generic`] compiled for `isa` (which the CPU must support).
@@ -279,15 +282,13 @@ pub(crate) fn quantize_rows(
     isa: crate::kernels::Isa,
     x: &[f32],
     k: usize,
-    q: &mut [u8],
-    zero: &mut [u8],
-    scale: &mut [f32],
-    non_finite: &mut [bool],
+    width: usize,
+    out: RowsOut<'_>,
 ) {
     assert!(isa.is_supported(), "{isa:?} is not supported by this CPU");
     let rows = x.len() / k;
     assert_eq!(x.len(), rows * k, "whole rows");
-    assert!(q.len() == x.len() && zero.len() == rows && scale.len() == rows);
-    assert_eq!(non_finite.len(), rows);
-    quantize_rows_isa(isa, x, k, q, zero, scale, non_finite)
+    assert!(width >= k && out.q.len() == rows * width);
+    assert!(out.zero.len() == rows && out.scale.len() == rows && out.non_finite.len() == rows);
+    quantize_rows_isa(isa, x, k, width, out)
 }

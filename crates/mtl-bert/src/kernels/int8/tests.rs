@@ -1,13 +1,12 @@
 //! The int8 GEMM against an exact integer reference, quantisation's error bounds, the epilogues
 //! against f64, every variant of our kernels forced, and thread-count independence.
 
-use super::gemm::{ROWS_PER_CHUNK, with_executor};
-use super::quantize::{QuantizeError, may_saturate, quantize_rows, quantize_weights, weight_q_max};
+use super::gemm::ROWS_PER_CHUNK;
+use super::kernel::{BLOCK, Int8Kernel, PANEL, PackedWeights, gemm};
+use super::quantize::{QuantizeError, RowsOut, quantize_rows, quantize_weights};
 use super::{Epilogue, Int8Linear};
 use crate::kernels::Isa;
 use crate::kernels::test_support::{Rng, gelu_f64};
-use rten_gemm::{GemmInputA, GemmInputB, GemmOptions};
-use rten_tensor::NdTensorView;
 
 /// `sum_k a[r][k] * b[k][c]` in i64.
 fn reference_gemm(a: &[u8], b: &[i8], m: usize, k: usize, n: usize) -> Vec<i64> {
@@ -23,31 +22,46 @@ fn reference_gemm(a: &[u8], b: &[i8], m: usize, k: usize, n: usize) -> Vec<i64> 
     out
 }
 
-/// The raw product as the layers run it (no zero points: see `epilogue_generic`).
-fn gemm(a: &[u8], b: &[i8], m: usize, k: usize, n: usize, packed: bool) -> Vec<i32> {
+/// The raw product with `kernel`, `[m, n]`, computed over the panels in `parts` column ranges.
+fn product(
+    kernel: Int8Kernel,
+    a: &[u8],
+    b: &[i8],
+    m: usize,
+    k: usize,
+    n: usize,
+    parts: usize,
+) -> Vec<i32> {
+    let w = PackedWeights::pack(b, k, n);
+    let width = w.row_width();
+    let mut padded = vec![0u8; m * width];
+    for (p, a) in padded.chunks_exact_mut(width).zip(a.chunks_exact(k)) {
+        p[..k].copy_from_slice(a);
+    }
+    let panels = w.blocks() / PANEL;
+    let parts = parts.clamp(1, panels);
     let mut out = vec![0i32; m * n];
-    with_executor(|exec| {
-        let b_view = NdTensorView::from_data([k, n], b);
-        let packed_b = exec.prepack_b(b_view);
-        let input_b = if packed {
-            GemmInputB::Packed(&packed_b)
-        } else {
-            GemmInputB::Unpacked(b_view)
-        };
-        exec.gemm(
-            &mut out,
-            GemmInputA::Unpacked(NdTensorView::from_data([m, k], a)),
-            input_b,
-            GemmOptions::default(),
-        )
-        .unwrap();
-    });
+    for part in 0..parts {
+        let blocks = part * panels / parts * PANEL..(part + 1) * panels / parts * PANEL;
+        let stride = blocks.len() * BLOCK;
+        // Poisoned: every sum must be written.
+        let mut acc = vec![i32::MIN; m * stride];
+        gemm(kernel, &padded, m, &w, blocks.clone(), &mut acc);
+        for r in 0..m {
+            for (j, c) in (blocks.start * BLOCK..n.min(blocks.end * BLOCK)).enumerate() {
+                out[r * n + c] = acc[r * stride + j];
+            }
+        }
+    }
     out
 }
 
+/// Every kernel this CPU runs against the exact integer sums: random shapes (odd sizes, `k` not
+/// a multiple of 4, more or fewer rows than a tile), the extremes of the kernel's range (255
+/// against `q_max` and `-q_max`, the worst case for 16-bit pair sums; -128 for the kernels that
+/// take it), zeros and rows of zeros, the columns in one range or split.
 #[test]
 fn gemm_is_exact() {
-    let q_max = weight_q_max(may_saturate());
     let mut rng = Rng(0x1234_5678);
     let shapes = [
         (1, 1, 1),
@@ -58,43 +72,54 @@ fn gemm_is_exact() {
         (31, 1536, 384),
         (64, 96, 17),
         (5, 1, 9),
+        (9, 6, 100),
+        (4, 1536, 49),
     ];
-    for (case, &(m, k, n)) in shapes.iter().enumerate() {
-        for fill in 0..4 {
-            // 0: random; 1: the extremes (255 against q_max and -q_max, the worst case for
-            // 16-bit pair sums); 2: zeros; 3: random with rows of zeros.
-            let a: Vec<u8> = (0..m * k)
-                .map(|i| match fill {
-                    1 => 255,
-                    2 => 0,
-                    3 if (i / k) % 2 == 0 => 0,
-                    _ => rng.below(256) as u8,
-                })
-                .collect();
-            let b: Vec<i8> = (0..k * n)
-                .map(|i| match fill {
-                    1 => {
-                        if (i / n) % 3 == 2 {
-                            0
-                        } else if i % 2 == 0 {
-                            q_max
-                        } else {
-                            -q_max
+    let kernels = Int8Kernel::available();
+    assert!(kernels.contains(&Int8Kernel::Generic));
+    for kernel in kernels {
+        let q_max = kernel.weight_q_max();
+        let q_min = if kernel.may_saturate() {
+            -q_max
+        } else {
+            i8::MIN
+        };
+        for (case, &(m, k, n)) in shapes.iter().enumerate() {
+            for fill in 0..4 {
+                // 0: random; 1: the extremes; 2: zeros; 3: random with rows of zeros.
+                let a: Vec<u8> = (0..m * k)
+                    .map(|i| match fill {
+                        1 => 255,
+                        2 => 0,
+                        3 if (i / k) % 2 == 0 => 0,
+                        _ => rng.below(256) as u8,
+                    })
+                    .collect();
+                let b: Vec<i8> = (0..k * n)
+                    .map(|i| match fill {
+                        1 => match (i / n) % 3 {
+                            2 => 0,
+                            _ if i % 2 == 0 => q_max,
+                            _ => q_min,
+                        },
+                        2 => 0,
+                        _ => {
+                            (rng.below((i64::from(q_max) - i64::from(q_min) + 1) as u64) as i64
+                                + i64::from(q_min)) as i8
                         }
+                    })
+                    .collect();
+                let want = reference_gemm(&a, &b, m, k, n);
+                for parts in [1, 2, 5] {
+                    let got = product(kernel, &a, &b, m, k, n, parts);
+                    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            i64::from(g),
+                            w,
+                            "{kernel:?} case {case} {m}x{k}x{n} fill {fill} parts {parts}: \
+                             element {i}"
+                        );
                     }
-                    2 => 0,
-                    _ => (rng.below(2 * q_max as u64 + 1) as i64 - i64::from(q_max)) as i8,
-                })
-                .collect();
-            let want = reference_gemm(&a, &b, m, k, n);
-            for packed in [true, false] {
-                let got = gemm(&a, &b, m, k, n, packed);
-                for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-                    assert_eq!(
-                        i64::from(g),
-                        w,
-                        "case {case} {m}x{k}x{n} fill {fill} packed {packed}: element {i}"
-                    );
                 }
             }
         }
@@ -125,7 +150,13 @@ fn rows_quantise_within_half_a_step() {
         let mut zero = vec![0u8; rows];
         let mut scale = vec![0.0f32; rows];
         let mut bad = vec![false; rows];
-        quantize_rows(isa, &x, k, &mut q, &mut zero, &mut scale, &mut bad);
+        let out = RowsOut {
+            q: &mut q,
+            zero: &mut zero,
+            scale: &mut scale,
+            non_finite: &mut bad,
+        };
+        quantize_rows(isa, &x, k, k, out);
         assert!(bad.iter().all(|b| !b), "{isa:?}");
         for r in 0..rows {
             let row = &x[r * k..(r + 1) * k];
@@ -152,7 +183,7 @@ fn non_finite_rows_are_flagged_and_come_out_nan() {
     let k = 16;
     let n = 8;
     let weight: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
-    let layer = Int8Linear::quantize(&weight, None, k, n).unwrap();
+    let layer = Int8Linear::quantize(Int8Kernel::detect(), &weight, None, k, n).unwrap();
     for (poison, name) in [
         (f32::NAN, "NaN"),
         (f32::INFINITY, "inf"),
@@ -176,7 +207,7 @@ fn non_finite_weights_are_an_error() {
     let mut weight = vec![0.5f32; 6];
     weight[4] = f32::NAN;
     assert_eq!(
-        Int8Linear::quantize(&weight, None, 2, 3).unwrap_err(),
+        Int8Linear::quantize(Int8Kernel::Generic, &weight, None, 2, 3).unwrap_err(),
         QuantizeError::NonFinite {
             tensor: "weight",
             row: 1,
@@ -185,7 +216,7 @@ fn non_finite_weights_are_an_error() {
     );
     let bias = [0.0, f32::INFINITY, 0.0];
     assert!(matches!(
-        Int8Linear::quantize(&[0.5; 6], Some(&bias), 2, 3),
+        Int8Linear::quantize(Int8Kernel::Generic, &[0.5; 6], Some(&bias), 2, 3),
         Err(QuantizeError::NonFinite {
             tensor: "bias",
             column: 1,
@@ -193,7 +224,7 @@ fn non_finite_weights_are_an_error() {
         })
     ));
     assert!(matches!(
-        Int8Linear::quantize(&[0.5; 6], None, 4, 3),
+        Int8Linear::quantize(Int8Kernel::Generic, &[0.5; 6], None, 4, 3),
         Err(QuantizeError::Shape(_))
     ));
 }
@@ -223,8 +254,6 @@ fn forward_matches_f64_within_the_quantisation_bound() {
         let x: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
         let w: Vec<f32> = (0..k * n).map(|_| rng.normal() * 0.05).collect();
         let b: Vec<f32> = (0..n).map(|_| rng.normal() * 0.1).collect();
-        let layer = Int8Linear::quantize(&w, Some(&b), k, n).unwrap();
-        let q_max = f64::from(weight_q_max(may_saturate()));
         let col_max: Vec<f64> = (0..n)
             .map(|c| {
                 (0..k)
@@ -232,7 +261,9 @@ fn forward_matches_f64_within_the_quantisation_bound() {
                     .fold(0.0, f64::max)
             })
             .collect();
-        for isa in Isa::available() {
+        for (kernel, isa) in kernels_and_isas() {
+            let layer = Int8Linear::quantize(kernel, &w, Some(&b), k, n).unwrap();
+            let q_max = f64::from(kernel.weight_q_max());
             for epilogue in [Epilogue::Bias, Epilogue::BiasGelu] {
                 let out = layer.forward_with(isa, &x, m, epilogue);
                 for r in 0..m {
@@ -257,7 +288,7 @@ fn forward_matches_f64_within_the_quantisation_bound() {
                         let got = f64::from(out[r * n + c]);
                         assert!(
                             got.is_finite() && (got - exact).abs() <= bound + 1e-5,
-                            "{m}x{k}x{n} {isa:?} {epilogue:?}: [{r}][{c}] = {got}, f64 {exact}, \
+                            "{m}x{k}x{n} {kernel:?} {isa:?} {epilogue:?}: [{r}][{c}] = {got}, f64 {exact}, \
                              bound {bound}"
                         );
                     }
@@ -273,29 +304,52 @@ fn variants_and_thread_counts_agree() {
     let (m, k, n) = (3 * ROWS_PER_CHUNK + 5, 48, 40);
     let x: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
     let w: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
-    let layer = Int8Linear::quantize(&w, None, k, n).unwrap();
-    let reference = layer.forward_with(Isa::Baseline, &x, m, Epilogue::BiasGelu);
+    let reference = Int8Linear::quantize(Int8Kernel::Generic, &w, None, k, n)
+        .unwrap()
+        .forward_with(Isa::Baseline, &x, m, Epilogue::BiasGelu);
     for threads in [1, 2, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
-        for isa in Isa::available() {
+        for (kernel, isa) in kernels_and_isas() {
+            if kernel.may_saturate() {
+                // 7-bit weights: other values; `forward_matches_f64...` checks them.
+                continue;
+            }
+            let layer = Int8Linear::quantize(kernel, &w, None, k, n).unwrap();
             let got = pool.install(|| layer.forward_with(isa, &x, m, Epilogue::BiasGelu));
             if isa == Isa::Baseline {
-                assert_eq!(got, reference, "{threads} threads");
+                assert_eq!(got, reference, "{kernel:?}, {threads} threads");
             } else {
                 // FMA rounds once where the baseline rounds twice: within a few ulps.
                 for (g, r) in got.iter().zip(&reference) {
                     assert!(
                         (g - r).abs() <= 4.0 * f32::EPSILON * r.abs().max(1.0),
-                        "{isa:?}"
+                        "{kernel:?} {isa:?}"
                     );
                 }
             }
         }
     }
-    // The same rows alone give the same values: nothing depends on the chunking.
+    // The same rows alone give the same values: nothing depends on the tiling.
+    let layer = Int8Linear::quantize(Int8Kernel::detect(), &w, None, k, n).unwrap();
     let alone = layer.forward_with(Isa::Baseline, &x[k..2 * k], 1, Epilogue::BiasGelu);
     assert_eq!(alone, reference[n..2 * n]);
+}
+
+/// Every GEMM kernel this CPU runs with each f32 variant it runs: the GEMM kernels in turn with
+/// the best f32 variant, and every f32 variant with the best GEMM kernel.
+fn kernels_and_isas() -> Vec<(Int8Kernel, Isa)> {
+    let mut pairs: Vec<_> = Int8Kernel::available()
+        .into_iter()
+        .map(|kernel| (kernel, Isa::detect()))
+        .collect();
+    pairs.extend(
+        Isa::available()
+            .into_iter()
+            .skip(1)
+            .map(|isa| (Int8Kernel::detect(), isa)),
+    );
+    pairs
 }
