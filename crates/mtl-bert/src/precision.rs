@@ -62,7 +62,7 @@ impl Precision {
         }
     }
 
-    /// A line for logs and `/info`: `"fp32"`, or `"int8 (x86_64-u8i8i32-avx2)"` naming the
+    /// A line for logs and `/info`: `"fp32"`, or `"int8 (avx2)"` naming the
     /// integer GEMM kernel this CPU runs.
     pub fn describe(self) -> String {
         match self {
