@@ -85,7 +85,7 @@ pub use model_dir::{
     ModelDir, ModuleEntry, SentenceDefaults, is_plain_relative, pooling_module_dir,
 };
 pub use pooling::{Pooling, pool};
-pub use precision::{INT8_BACKENDS, Precision};
+pub use precision::{INT8_BACKENDS, INT8_KERNEL_ENV, Precision};
 pub use sentence_encoder::{Embeddings, EncodeOptions, SentenceEncoder};
 pub use similarity::{cosine_matrix, l2_normalize_row};
 pub use tokenizer::{BertTokenizer, TokenBatch};

@@ -29,6 +29,12 @@ use crate::model::{BertEncoder, BertModel, BertPooler};
 /// The backends that run [`Precision::Int8`].
 pub const INT8_BACKENDS: &[&str] = &["flex"];
 
+/// The environment variable that forces a slower int8 kernel than the best this CPU runs (for
+/// comparisons, or to check a path on a machine that has a better one): `avx512-vnni`,
+/// `avx512bw`, `avx2` or `generic`. Read when a model loads in int8; a kernel that is unknown
+/// or that the CPU does not run makes the load an [`Error::Precision`].
+pub const INT8_KERNEL_ENV: &str = crate::kernels::int8::KERNEL_ENV;
+
 /// How a loaded encoder computes (`--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Precision {

@@ -8,21 +8,26 @@
 //! each of the 16 columns its four weights, in row order, which is the operand `vpdpbusd` (and
 //! `vpmaddubsw`) multiplies with four consecutive activations of one row broadcast to every
 //! lane. `k` is padded to a multiple of 4 and the blocks to a multiple of [`PANEL`], both with
-//! zero weights; the activation rows are padded to the same width with zeros.
+//! zero weights; the activation rows are padded to the same width with zeros. For the kernels
+//! without VNNI the weights are widened to i16 once, in groups of two rows: again 64 bytes per
+//! block and step.
 //!
 //! # Kernels
 //!
 //! - [`Int8Kernel::Avx512Vnni`]: `vpdpbusd`, four `u8 x i8` products added into an i32 lane
 //!   exactly. Tiles of 8 rows x 48 columns (24 accumulators).
-//! - [`Int8Kernel::Avx512Bw`] and [`Int8Kernel::Avx2`]: `vpmaddubsw` then `vpmaddwd`; the first
-//!   adds two products in 16 bits with saturation, so the weights must stay within 63 in
-//!   magnitude (`2 * 255 * 63 < 2^15`, ONNX Runtime's `reduce_range`):
-//!   [`Int8Kernel::may_saturate`]. AVX2 runs tiles of 4 rows x 16 columns (8 accumulators of
-//!   its 16 registers).
-//! - [`Int8Kernel::Generic`]: plain integer loops over the same layout, for other CPUs.
+//! - [`Int8Kernel::Avx512Bw`] and [`Int8Kernel::Avx2`] (no VNNI): `vpmaddwd` on the weights
+//!   widened to i16 (once, at load) and the activations widened to u16 (per tile), two products
+//!   per i32 lane. Not `vpmaddubsw`: its pair sums saturate in 16 bits unless the weights are
+//!   7-bit (ONNX Runtime's `reduce_range`), which measured all-MiniLM-L6-v2's worst test texts
+//!   at a cosine of 0.9897 to f32 (tweets and Amazon), under the 0.99 every text meets with 8
+//!   bits; exact 16-bit products cost about a fifth of the int8 speed on the AVX2 path
+//!   (docs/BENCHMARKS.md). AVX-512BW runs the VNNI kernel's tiles, AVX2 tiles of 4 rows x 16
+//!   columns (8 accumulators of its 16 registers).
+//! - [`Int8Kernel::Generic`]: plain integer loops over the 8-bit layout, for other CPUs.
 //!
-//! Every kernel gives the exact integer sums (for weights within its range), so the results do
-//! not depend on the kernel, the tiling or the number of threads.
+//! Every kernel gives the exact integer sums of 8-bit weights and activations, so the results
+//! depend neither on the kernel, nor on the tiling, nor on the number of threads.
 
 use std::ops::Range;
 
@@ -41,18 +46,21 @@ const ROWS_AVX2: usize = 4;
 pub(crate) enum Int8Kernel {
     /// x86-64 AVX-512 with VNNI (`vpdpbusd`).
     Avx512Vnni,
-    /// x86-64 AVX-512BW without VNNI (`vpmaddubsw`, 7-bit weights).
+    /// x86-64 AVX-512BW without VNNI (`vpmaddwd` on weights widened to i16).
     Avx512Bw,
-    /// x86-64 AVX2 (`vpmaddubsw`, 7-bit weights).
+    /// x86-64 AVX2 (`vpmaddwd` on weights widened to i16).
     Avx2,
     /// Portable integer loops.
     Generic,
 }
 
 impl Int8Kernel {
+    /// Every kernel, best first.
+    pub(crate) const ALL: [Self; 4] = [Self::Avx512Vnni, Self::Avx512Bw, Self::Avx2, Self::Generic];
+
     /// The best kernel this CPU runs.
     pub(crate) fn detect() -> Self {
-        [Self::Avx512Vnni, Self::Avx512Bw, Self::Avx2]
+        Self::ALL
             .into_iter()
             .find(|k| k.is_supported())
             .unwrap_or(Self::Generic)
@@ -79,10 +87,7 @@ impl Int8Kernel {
     /// Every kernel this CPU runs, best first (the tests run each one).
     #[cfg(test)]
     pub(crate) fn available() -> Vec<Self> {
-        [Self::Avx512Vnni, Self::Avx512Bw, Self::Avx2, Self::Generic]
-            .into_iter()
-            .filter(|k| k.is_supported())
-            .collect()
+        Self::ALL.into_iter().filter(|k| k.is_supported()).collect()
     }
 
     /// A short name for logs and `/info`.
@@ -95,21 +100,18 @@ impl Int8Kernel {
         }
     }
 
-    /// Whether the kernel adds pairs of products in 16 bits with saturation: its weights must
-    /// then stay within 63 in magnitude.
-    pub(crate) fn may_saturate(self) -> bool {
+    /// Whether the kernel runs on weights and activations widened to 16 bits.
+    fn widens(self) -> bool {
         matches!(self, Self::Avx512Bw | Self::Avx2)
-    }
-
-    /// The largest weight magnitude the kernel multiplies exactly with any u8 activations.
-    pub(crate) fn weight_q_max(self) -> i8 {
-        if self.may_saturate() { 63 } else { 127 }
     }
 }
 
 /// A `[k, n]` int8 weight matrix in the kernels' layout (see the module's documentation).
 pub(crate) struct PackedWeights {
+    /// The layout of the module's documentation (empty when packed for AVX2).
     data: Vec<i8>,
+    /// For AVX2: per block, per pair of rows, 16 columns x 2 weights as i16 (else empty).
+    wide: Vec<i16>,
     /// Groups of four rows (`k` padded to a multiple of 4, divided by 4).
     groups: usize,
     /// Blocks of [`BLOCK`] columns, padded to a multiple of [`PANEL`].
@@ -117,21 +119,35 @@ pub(crate) struct PackedWeights {
 }
 
 impl PackedWeights {
-    /// Packs a row-major `[k, n]` matrix.
-    pub(crate) fn pack(w: &[i8], k: usize, n: usize) -> Self {
+    /// Packs a row-major `[k, n]` matrix for `kernel`.
+    pub(crate) fn pack(kernel: Int8Kernel, w: &[i8], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "packing: the weights are not [{k}, {n}]");
         let groups = k.div_ceil(4);
         let blocks = n.div_ceil(BLOCK).div_ceil(PANEL) * PANEL;
-        let mut data = vec![0i8; blocks * groups * 64];
-        for (row, values) in w.chunks_exact(n).enumerate() {
-            let (g, j) = (row / 4, row % 4);
-            for (col, &v) in values.iter().enumerate() {
-                let (b, c) = (col / BLOCK, col % BLOCK);
-                data[(b * groups + g) * 64 + c * 4 + j] = v;
+        let (mut data, mut wide) = (Vec::new(), Vec::new());
+        if kernel.widens() {
+            // Pairs of rows: 2 * groups per block, 32 values each.
+            wide = vec![0i16; blocks * groups * 64];
+            for (row, values) in w.chunks_exact(n).enumerate() {
+                let (p, j) = (row / 2, row % 2);
+                for (col, &v) in values.iter().enumerate() {
+                    let (b, c) = (col / BLOCK, col % BLOCK);
+                    wide[(b * 2 * groups + p) * 32 + c * 2 + j] = i16::from(v);
+                }
+            }
+        } else {
+            data = vec![0i8; blocks * groups * 64];
+            for (row, values) in w.chunks_exact(n).enumerate() {
+                let (g, j) = (row / 4, row % 4);
+                for (col, &v) in values.iter().enumerate() {
+                    let (b, c) = (col / BLOCK, col % BLOCK);
+                    data[(b * groups + g) * 64 + c * 4 + j] = v;
+                }
             }
         }
         Self {
             data,
+            wide,
             groups,
             blocks,
         }
@@ -149,12 +165,24 @@ impl PackedWeights {
 
     /// Bytes held.
     pub(crate) fn bytes(&self) -> usize {
-        self.data.len()
+        self.data.len() + 2 * self.wide.len()
     }
 
-    /// Bytes from one block to the next.
+    /// Bytes from one block to the next (8-bit layout).
     fn block_stride(&self) -> usize {
         self.groups * 64
+    }
+
+    /// The packed weights as bytes: the widened layout's or the 8-bit one's.
+    #[cfg(target_arch = "x86_64")]
+    fn bytes_for(&self, wide: bool) -> &[u8] {
+        if wide {
+            // SAFETY: i16 has no padding and u8 no alignment: the same memory as bytes.
+            unsafe { std::slice::from_raw_parts(self.wide.as_ptr().cast(), self.wide.len() * 2) }
+        } else {
+            // SAFETY: as above, for i8.
+            unsafe { std::slice::from_raw_parts(self.data.as_ptr().cast(), self.data.len()) }
+        }
     }
 }
 
@@ -172,6 +200,11 @@ pub(crate) fn gemm(
     acc: &mut [i32],
 ) {
     assert!(kernel.is_supported(), "{kernel:?} does not run on this CPU");
+    assert_eq!(
+        w.wide.is_empty(),
+        !kernel.widens(),
+        "the weights were packed for another kernel"
+    );
     assert!(
         blocks.start.is_multiple_of(PANEL)
             && blocks.end.is_multiple_of(PANEL)
@@ -228,66 +261,86 @@ fn gemm_generic(a: &[u8], rows: usize, w: &PackedWeights, blocks: Range<usize>, 
 mod x86 {
     use super::{BLOCK, PANEL, PackedWeights, ROWS_512, ROWS_AVX2};
     use std::arch::x86_64::*;
+    use std::cell::Cell;
     use std::ops::Range;
 
-    /// The strides a tile walks, in elements.
+    /// What a tile walks, in bytes. Each step of `k` reads 4 bytes of an activation row (four
+    /// u8, or two u16) and 64 bytes of a block (16 columns x four i8, or x two i16).
     #[derive(Clone, Copy)]
     struct Strides {
-        /// From one activation row to the next (bytes).
+        /// From one activation row to the next.
         a_stride: usize,
-        /// From one packed block to the next (bytes).
+        /// From one packed block to the next.
         block_stride: usize,
-        /// Groups of four rows of `k`.
-        groups: usize,
-        /// From one row of sums to the next.
+        /// Steps along `k`.
+        steps: usize,
+        /// From one row of sums to the next, in i32.
         acc_stride: usize,
     }
 
     impl Strides {
-        fn new(w: &PackedWeights, blocks: &Range<usize>) -> Self {
+        /// For the 8-bit layout, or for the widened one (`wide`: i16 weights, u16 rows).
+        fn new(w: &PackedWeights, blocks: &Range<usize>, wide: bool) -> Self {
+            let f = if wide { 2 } else { 1 };
             Self {
-                a_stride: w.row_width(),
-                block_stride: w.block_stride(),
-                groups: w.groups,
+                a_stride: f * w.row_width(),
+                block_stride: f * w.groups * 64,
+                steps: f * w.groups,
                 acc_stride: blocks.len() * BLOCK,
             }
         }
     }
 
-    /// Four consecutive u8 activations as one i32 (to broadcast).
+    /// Four bytes of an activation row as one i32 (to broadcast).
     #[inline(always)]
     unsafe fn four(a: *const u8) -> i32 {
         // SAFETY: the caller keeps `a..a + 4` inside the activation rows.
         unsafe { a.cast::<i32>().read_unaligned() }
     }
 
+    thread_local! {
+        /// A thread's activation rows widened to u16, for the kernels on i16 weights.
+        static WIDE: Cell<Vec<u16>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// Runs `f` on the first `rows` activation rows widened to u16, as bytes.
+    fn widened<T>(a: &[u8], rows: usize, width: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+        let mut wide = WIDE.take();
+        wide.clear();
+        wide.extend(a[..rows * width].iter().map(|&v| u16::from(v)));
+        // SAFETY: u16 has no padding and u8 no alignment: the same memory as bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(wide.as_ptr().cast::<u8>(), wide.len() * 2) };
+        let out = f(bytes);
+        WIDE.set(wide);
+        out
+    }
+
     /// Defines an AVX-512 tile of `M` rows x [`PANEL`] blocks and its driver `$gemm` over rows
-    /// and panels; `$dot(acc, a, b)` adds the four products of each lane into `acc`.
+    /// and panels; `$dot(acc, x, w)` adds one step's products of each lane into `acc`, and
+    /// `$wide` says whether the kernel runs on the widened layout.
     macro_rules! avx512_kernel {
-        ($gemm:ident, $tile:ident, $features:literal, $dot:expr) => {
+        ($gemm:ident, $tile:ident, $features:literal, $wide:expr, $dot:expr) => {
             #[target_feature(enable = $features)]
             unsafe fn $tile<const M: usize>(
                 a: *const u8,
-                b: *const i8,
+                b: *const u8,
                 acc: *mut i32,
                 d: &Strides,
             ) {
-                let Strides {
-                    a_stride,
-                    block_stride,
-                    groups,
-                    acc_stride,
-                } = *d;
                 let mut sum = [[_mm512_setzero_si512(); PANEL]; M];
-                for g in 0..groups {
+                for step in 0..d.steps {
                     let mut w = [_mm512_setzero_si512(); PANEL];
                     for (j, w) in w.iter_mut().enumerate() {
-                        // SAFETY: block `j` of the panel holds `groups` groups of 64 bytes.
-                        *w = unsafe { _mm512_loadu_si512(b.add(j * block_stride + g * 64).cast()) };
+                        // SAFETY: block `j` of the panel holds `steps` steps of 64 bytes.
+                        *w = unsafe {
+                            _mm512_loadu_si512(b.add(j * d.block_stride + step * 64).cast())
+                        };
                     }
                     for (r, sum) in sum.iter_mut().enumerate() {
-                        // SAFETY: row `r` of the tile holds `4 * groups` bytes.
-                        let x = _mm512_set1_epi32(unsafe { four(a.add(r * a_stride + g * 4)) });
+                        // SAFETY: row `r` of the tile holds `4 * steps` bytes.
+                        let x =
+                            _mm512_set1_epi32(unsafe { four(a.add(r * d.a_stride + step * 4)) });
                         for (s, &w) in sum.iter_mut().zip(&w) {
                             *s = $dot(*s, x, w);
                         }
@@ -297,7 +350,7 @@ mod x86 {
                     for (j, &s) in sum.iter().enumerate() {
                         // SAFETY: the caller's `acc` has `M` rows of `acc_stride >= 16 PANEL`.
                         unsafe {
-                            _mm512_storeu_si512(acc.add(r * acc_stride + j * BLOCK).cast(), s)
+                            _mm512_storeu_si512(acc.add(r * d.acc_stride + j * BLOCK).cast(), s)
                         };
                     }
                 }
@@ -311,28 +364,35 @@ mod x86 {
                 blocks: Range<usize>,
                 acc: &mut [i32],
             ) {
-                let d = Strides::new(w, &blocks);
-                for (i, panel) in blocks.step_by(PANEL).enumerate() {
-                    // SAFETY: the panel's blocks lie inside the packed weights.
-                    let b = unsafe { w.data.as_ptr().add(panel * d.block_stride) };
-                    for r0 in (0..rows).step_by(ROWS_512) {
-                        let a = a[r0 * d.a_stride..].as_ptr();
-                        let acc = acc[r0 * d.acc_stride + i * PANEL * BLOCK..].as_mut_ptr();
-                        // SAFETY: the tile's rows from `r0` and the panel's columns are in
-                        // bounds.
-                        unsafe {
-                            match (rows - r0).min(ROWS_512) {
-                                8 => $tile::<8>(a, b, acc, &d),
-                                7 => $tile::<7>(a, b, acc, &d),
-                                6 => $tile::<6>(a, b, acc, &d),
-                                5 => $tile::<5>(a, b, acc, &d),
-                                4 => $tile::<4>(a, b, acc, &d),
-                                3 => $tile::<3>(a, b, acc, &d),
-                                2 => $tile::<2>(a, b, acc, &d),
-                                _ => $tile::<1>(a, b, acc, &d),
+                let d = Strides::new(w, &blocks, $wide);
+                let mut run = |a: &[u8]| {
+                    let weights = w.bytes_for($wide);
+                    for (i, panel) in blocks.clone().step_by(PANEL).enumerate() {
+                        let b = weights[panel * d.block_stride..].as_ptr();
+                        for r0 in (0..rows).step_by(ROWS_512) {
+                            let a = a[r0 * d.a_stride..].as_ptr();
+                            let acc = acc[r0 * d.acc_stride + i * PANEL * BLOCK..].as_mut_ptr();
+                            // SAFETY: the tile's rows from `r0` and the panel's columns are in
+                            // bounds, and the caller checked the CPU.
+                            unsafe {
+                                match (rows - r0).min(ROWS_512) {
+                                    8 => $tile::<8>(a, b, acc, &d),
+                                    7 => $tile::<7>(a, b, acc, &d),
+                                    6 => $tile::<6>(a, b, acc, &d),
+                                    5 => $tile::<5>(a, b, acc, &d),
+                                    4 => $tile::<4>(a, b, acc, &d),
+                                    3 => $tile::<3>(a, b, acc, &d),
+                                    2 => $tile::<2>(a, b, acc, &d),
+                                    _ => $tile::<1>(a, b, acc, &d),
+                                }
                             }
                         }
                     }
+                };
+                if $wide {
+                    widened(a, rows, w.row_width(), run)
+                } else {
+                    run(a)
                 }
             }
         };
@@ -342,46 +402,41 @@ mod x86 {
         gemm_vnni,
         tile_vnni,
         "avx512f,avx512bw,avx512vnni",
+        false,
         |s, x, w| _mm512_dpbusd_epi32(s, x, w)
     );
-    avx512_kernel!(gemm_512bw, tile_512bw, "avx512f,avx512bw", |s, x, w| {
-        _mm512_add_epi32(
-            s,
-            _mm512_madd_epi16(_mm512_maddubs_epi16(x, w), _mm512_set1_epi16(1)),
-        )
-    });
+    avx512_kernel!(
+        gemm_512bw,
+        tile_512bw,
+        "avx512f,avx512bw",
+        true,
+        |s, x, w| _mm512_add_epi32(s, _mm512_madd_epi16(x, w))
+    );
 
-    /// An AVX2 tile of `M` rows x one block (two registers of 8 columns).
+    /// An AVX2 tile of `M` rows x one block (two registers of 8 columns), on the widened layout.
     #[target_feature(enable = "avx2")]
-    unsafe fn tile_avx2<const M: usize>(a: *const u8, b: *const i8, acc: *mut i32, d: &Strides) {
-        let Strides {
-            a_stride,
-            groups,
-            acc_stride,
-            ..
-        } = *d;
-        let ones = _mm256_set1_epi16(1);
+    unsafe fn tile_avx2<const M: usize>(a: *const u8, b: *const u8, acc: *mut i32, d: &Strides) {
         let mut sum = [[_mm256_setzero_si256(); 2]; M];
-        for g in 0..groups {
-            // SAFETY: the block holds `groups` groups of 64 bytes.
+        for step in 0..d.steps {
+            // SAFETY: the block holds `steps` steps of 64 bytes.
             let w = unsafe {
                 [
-                    _mm256_loadu_si256(b.add(g * 64).cast()),
-                    _mm256_loadu_si256(b.add(g * 64 + 32).cast()),
+                    _mm256_loadu_si256(b.add(step * 64).cast()),
+                    _mm256_loadu_si256(b.add(step * 64 + 32).cast()),
                 ]
             };
             for (r, sum) in sum.iter_mut().enumerate() {
-                // SAFETY: row `r` of the tile holds `4 * groups` bytes.
-                let x = _mm256_set1_epi32(unsafe { four(a.add(r * a_stride + g * 4)) });
+                // SAFETY: row `r` of the tile holds `4 * steps` bytes.
+                let x = _mm256_set1_epi32(unsafe { four(a.add(r * d.a_stride + step * 4)) });
                 for (s, &w) in sum.iter_mut().zip(&w) {
-                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones));
+                    *s = _mm256_add_epi32(*s, _mm256_madd_epi16(x, w));
                 }
             }
         }
         for (r, sum) in sum.iter().enumerate() {
             for (j, &s) in sum.iter().enumerate() {
                 // SAFETY: the caller's `acc` has `M` rows of `acc_stride >= 16`.
-                unsafe { _mm256_storeu_si256(acc.add(r * acc_stride + j * 8).cast(), s) };
+                unsafe { _mm256_storeu_si256(acc.add(r * d.acc_stride + j * 8).cast(), s) };
             }
         }
     }
@@ -394,23 +449,26 @@ mod x86 {
         blocks: Range<usize>,
         acc: &mut [i32],
     ) {
-        let d = Strides::new(w, &blocks);
-        for (i, block) in blocks.enumerate() {
-            // SAFETY: the block lies inside the packed weights.
-            let b = unsafe { w.data.as_ptr().add(block * d.block_stride) };
-            for r0 in (0..rows).step_by(ROWS_AVX2) {
-                let a = a[r0 * d.a_stride..].as_ptr();
-                let acc = acc[r0 * d.acc_stride + i * BLOCK..].as_mut_ptr();
-                // SAFETY: the tile's rows from `r0` and the block's columns are in bounds.
-                unsafe {
-                    match (rows - r0).min(ROWS_AVX2) {
-                        4 => tile_avx2::<4>(a, b, acc, &d),
-                        3 => tile_avx2::<3>(a, b, acc, &d),
-                        2 => tile_avx2::<2>(a, b, acc, &d),
-                        _ => tile_avx2::<1>(a, b, acc, &d),
+        let d = Strides::new(w, &blocks, true);
+        let weights = w.bytes_for(true);
+        widened(a, rows, w.row_width(), |a| {
+            for (i, block) in blocks.enumerate() {
+                let b = weights[block * d.block_stride..].as_ptr();
+                for r0 in (0..rows).step_by(ROWS_AVX2) {
+                    let a = a[r0 * d.a_stride..].as_ptr();
+                    let acc = acc[r0 * d.acc_stride + i * BLOCK..].as_mut_ptr();
+                    // SAFETY: the tile's rows from `r0` and the block's columns are in bounds,
+                    // and the caller checked the CPU.
+                    unsafe {
+                        match (rows - r0).min(ROWS_AVX2) {
+                            4 => tile_avx2::<4>(a, b, acc, &d),
+                            3 => tile_avx2::<3>(a, b, acc, &d),
+                            2 => tile_avx2::<2>(a, b, acc, &d),
+                            _ => tile_avx2::<1>(a, b, acc, &d),
+                        }
                     }
                 }
             }
-        }
+        })
     }
 }

@@ -5,10 +5,10 @@
 //! each transformer layer in integers, as ONNX Runtime's dynamic quantisation does:
 //!
 //! - **Weights**, once at load ([`Int8Linear::quantize`]): symmetric int8, one scale per output
-//!   column (`scale = max |w| / q_max`), prepacked for the GEMM. `q_max` is 127, or 63 where
-//!   the GEMM kernel adds two `u8 x i8` products in 16 bits (AVX2's and AVX-512F's
-//!   `vpmaddubsw`, without VNNI): with 7-bit weights `2 * 255 * 64 < 2^15` cannot saturate
-//!   (ONNX Runtime's `reduce_range`).
+//!   column (`scale = max |w| / 127`), prepacked for the GEMM kernel. 8 bits on every CPU: the
+//!   kernels without VNNI multiply in 16 bits rather than use `vpmaddubsw`, whose saturating
+//!   pair sums need 7-bit weights (ONNX Runtime's `reduce_range`), which cost all-MiniLM-L6-v2's
+//!   worst test text a cosine of 0.9897 to f32.
 //! - **Smoothing** of the layers fed by a LayerNorm (query/key/value and the intermediate
 //!   layer): SmoothQuant's per-input-channel factors, estimated from the LayerNorm's `gamma` and
 //!   `beta` (no calibration data), move the outlier channels' range into the weights
@@ -46,17 +46,39 @@ mod tests;
 
 use burn::tensor::{Tensor, TensorData};
 use kernel::{Int8Kernel, PackedWeights};
-use std::sync::OnceLock;
 
-/// The GEMM kernel the layers are quantised for: the best this CPU runs.
-fn kernel() -> Int8Kernel {
-    static KERNEL: OnceLock<Int8Kernel> = OnceLock::new();
-    *KERNEL.get_or_init(Int8Kernel::detect)
+/// The environment variable that forces another (slower) int8 GEMM kernel than the best this
+/// CPU runs, for comparisons and for checking a path on a machine that has a better one:
+/// `avx512-vnni`, `avx512bw`, `avx2` or `generic`.
+pub(crate) const KERNEL_ENV: &str = "MTL_INT8_KERNEL";
+
+/// The GEMM kernel layers are quantised for: the one [`KERNEL_ENV`] names, else the best this
+/// CPU runs. Read at each call (at load, and to describe the precision).
+fn kernel() -> Result<Int8Kernel, String> {
+    let Ok(name) = std::env::var(KERNEL_ENV) else {
+        return Ok(Int8Kernel::detect());
+    };
+    let runs: Vec<&str> = Int8Kernel::ALL
+        .iter()
+        .filter(|k| k.is_supported())
+        .map(|k| k.name())
+        .collect();
+    match Int8Kernel::ALL.iter().find(|k| k.name() == name) {
+        Some(k) if k.is_supported() => Ok(*k),
+        Some(_) => Err(format!(
+            "{KERNEL_ENV}={name}: this CPU does not run that kernel (it runs {})",
+            runs.join(", ")
+        )),
+        None => Err(format!(
+            "{KERNEL_ENV}={name:?} is not an int8 kernel (this CPU runs {})",
+            runs.join(", ")
+        )),
+    }
 }
 
-/// The name of the GEMM kernel this CPU runs (for example `avx512-vnni`).
+/// The name of the GEMM kernel layers are quantised for (for example `avx512-vnni`).
 pub(crate) fn kernel_name() -> &'static str {
-    kernel().name()
+    kernel().map_or("no kernel", Int8Kernel::name)
 }
 
 /// What follows the product of an [`Int8Linear`], in the same pass.

@@ -34,6 +34,8 @@ pub(crate) enum QuantizeError {
     },
     /// The shapes do not fit `[k, n]` and `[n]`.
     Shape(String),
+    /// The kernel `MTL_INT8_KERNEL` names is unknown or does not run on this CPU.
+    Kernel(String),
 }
 
 impl std::fmt::Display for QuantizeError {
@@ -47,26 +49,24 @@ impl std::fmt::Display for QuantizeError {
                 f,
                 "the {tensor} holds a NaN or infinite value (row {row}, column {column})"
             ),
-            Self::Shape(problem) => f.write_str(problem),
+            Self::Shape(problem) | Self::Kernel(problem) => f.write_str(problem),
         }
     }
 }
 
-/// Symmetric per-column int8 of a row-major `[k, n]` matrix with at most `q_max` in magnitude:
+/// The largest weight magnitude: symmetric 8 bits.
+const Q_MAX: f32 = 127.0;
+
+/// Symmetric per-column int8 of a row-major `[k, n]` matrix, at most [`Q_MAX`] in magnitude:
 /// the quantised values (row-major) and one scale per column (`w ≈ q * scale`; 0 for a column
 /// of zeros).
-pub(crate) fn quantize_weights(
-    w: &[f32],
-    n: usize,
-    q_max: i8,
-) -> Result<(Vec<i8>, Vec<f32>), QuantizeError> {
+pub(crate) fn quantize_weights(w: &[f32], n: usize) -> Result<(Vec<i8>, Vec<f32>), QuantizeError> {
     let max = column_max(w, n).map_err(|(row, column)| QuantizeError::NonFinite {
         tensor: "weight",
         row,
         column,
     })?;
-    let q_max_f = f32::from(q_max);
-    let scales: Vec<f32> = max.iter().map(|&m| m / q_max_f).collect();
+    let scales: Vec<f32> = max.iter().map(|&m| m / Q_MAX).collect();
     let inverse: Vec<f32> = scales
         .iter()
         .map(|&s| if s > 0.0 { s.recip() } else { 0.0 })
@@ -74,7 +74,7 @@ pub(crate) fn quantize_weights(
     let mut q = vec![0i8; w.len()];
     for (q, w) in q.chunks_exact_mut(n).zip(w.chunks_exact(n)) {
         for ((q, &w), &inv) in q.iter_mut().zip(w).zip(&inverse) {
-            *q = (w * inv).round_ties_even().clamp(-q_max_f, q_max_f) as i8;
+            *q = (w * inv).round_ties_even().clamp(-Q_MAX, Q_MAX) as i8;
         }
     }
     Ok((q, scales))
@@ -101,7 +101,7 @@ impl Int8Linear {
     /// get `s > 1`: their range moves into the weights, where each output column has its own
     /// scale, and the other channels of a token keep more of the 8 bits.
     ///
-    /// For the best GEMM kernel this CPU runs ([`Int8Kernel::detect`]).
+    /// For the best GEMM kernel this CPU runs, or the one `MTL_INT8_KERNEL` names.
     pub(crate) fn quantize_smoothed(
         weight: &[f32],
         bias: Option<&[f32]>,
@@ -109,11 +109,11 @@ impl Int8Linear {
         n: usize,
         smooth: Option<&[f32]>,
     ) -> Result<Self, QuantizeError> {
-        Self::quantize_for(super::kernel(), weight, bias, k, n, smooth)
+        let kernel = super::kernel().map_err(QuantizeError::Kernel)?;
+        Self::quantize_for(kernel, weight, bias, k, n, smooth)
     }
 
-    /// [`Self::quantize_smoothed`] for a given GEMM kernel (which must run on this CPU): its
-    /// weights are 7-bit where it may saturate.
+    /// [`Self::quantize_smoothed`] for a given GEMM kernel (which must run on this CPU).
     pub(crate) fn quantize_for(
         kernel: Int8Kernel,
         weight: &[f32],
@@ -166,7 +166,7 @@ impl Int8Linear {
             }
             None => (weight, None),
         };
-        let (q, scales) = quantize_weights(weight, n, kernel.weight_q_max())?;
+        let (q, scales) = quantize_weights(weight, n)?;
         let mut col_sums = vec![0i32; n];
         for row in q.chunks_exact(n) {
             for (sum, &v) in col_sums.iter_mut().zip(row) {
@@ -174,7 +174,7 @@ impl Int8Linear {
             }
         }
         Ok(Self {
-            packed: PackedWeights::pack(&q, k, n),
+            packed: PackedWeights::pack(kernel, &q, k, n),
             kernel,
             scales,
             col_sums,

@@ -32,7 +32,7 @@ fn product(
     n: usize,
     parts: usize,
 ) -> Vec<i32> {
-    let w = PackedWeights::pack(b, k, n);
+    let w = PackedWeights::pack(kernel, b, k, n);
     let width = w.row_width();
     let mut padded = vec![0u8; m * width];
     for (p, a) in padded.chunks_exact_mut(width).zip(a.chunks_exact(k)) {
@@ -57,9 +57,9 @@ fn product(
 }
 
 /// Every kernel this CPU runs against the exact integer sums: random shapes (odd sizes, `k` not
-/// a multiple of 4, more or fewer rows than a tile), the extremes of the kernel's range (255
-/// against `q_max` and `-q_max`, the worst case for 16-bit pair sums; -128 for the kernels that
-/// take it), zeros and rows of zeros, the columns in one range or split.
+/// a multiple of 4, more or fewer rows than a tile), the extremes (255 against 127 and -128,
+/// which would saturate `vpmaddubsw`'s 16-bit pair sums; quantised weights never reach -128),
+/// zeros and rows of zeros, the columns in one range or split.
 #[test]
 fn gemm_is_exact() {
     let mut rng = Rng(0x1234_5678);
@@ -78,12 +78,7 @@ fn gemm_is_exact() {
     let kernels = Int8Kernel::available();
     assert!(kernels.contains(&Int8Kernel::Generic));
     for kernel in kernels {
-        let q_max = kernel.weight_q_max();
-        let q_min = if kernel.may_saturate() {
-            -q_max
-        } else {
-            i8::MIN
-        };
+        let (q_max, q_min) = (i8::MAX, i8::MIN);
         for (case, &(m, k, n)) in shapes.iter().enumerate() {
             for fill in 0..4 {
                 // 0: random; 1: the extremes; 2: zeros; 3: random with rows of zeros.
@@ -233,11 +228,9 @@ fn non_finite_weights_are_an_error() {
 fn weights_quantise_per_column() {
     // Column 0 small, column 1 large, column 2 zeros: each gets its own scale.
     let w = [0.01, 100.0, 0.0, -0.02, 50.0, 0.0];
-    let (q, scales) = quantize_weights(&w, 3, 127).unwrap();
+    let (q, scales) = quantize_weights(&w, 3).unwrap();
     assert_eq!(q, vec![64, 127, 0, -127, 64, 0]);
     assert_eq!(scales, vec![0.02 / 127.0, 100.0 / 127.0, 0.0]);
-    let (q, _) = quantize_weights(&w, 3, 63).unwrap();
-    assert_eq!(q, vec![32, 63, 0, -63, 32, 0]);
 }
 
 /// The layer against `x W + b` in f64: the error is what quantising `x` and `W` costs, bounded
@@ -263,7 +256,7 @@ fn forward_matches_f64_within_the_quantisation_bound() {
             .collect();
         for (kernel, isa) in kernels_and_isas() {
             let layer = Int8Linear::quantize(kernel, &w, Some(&b), k, n).unwrap();
-            let q_max = f64::from(kernel.weight_q_max());
+            let q_max = 127.0;
             for epilogue in [Epilogue::Bias, Epilogue::BiasGelu] {
                 let out = layer.forward_with(isa, &x, m, epilogue);
                 for r in 0..m {
@@ -313,10 +306,6 @@ fn variants_and_thread_counts_agree() {
             .build()
             .unwrap();
         for (kernel, isa) in kernels_and_isas() {
-            if kernel.may_saturate() {
-                // 7-bit weights: other values; `forward_matches_f64...` checks them.
-                continue;
-            }
             let layer = Int8Linear::quantize(kernel, &w, None, k, n).unwrap();
             let got = pool.install(|| layer.forward_with(isa, &x, m, Epilogue::BiasGelu));
             if isa == Isa::Baseline {
