@@ -168,7 +168,7 @@ impl PackedWeights {
         self.data.len() + 2 * self.wide.len()
     }
 
-    /// Bytes from one block to the next (8-bit layout).
+    /// Bytes from one block to the next in the 8-bit layout (twice that in the widened one).
     fn block_stride(&self) -> usize {
         self.groups * 64
     }
@@ -284,7 +284,7 @@ mod x86 {
             let f = if wide { 2 } else { 1 };
             Self {
                 a_stride: f * w.row_width(),
-                block_stride: f * w.groups * 64,
+                block_stride: f * w.block_stride(),
                 steps: f * w.groups,
                 acc_stride: blocks.len() * BLOCK,
             }
