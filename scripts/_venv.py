@@ -1,7 +1,8 @@
 """Runs the calling script inside the project's PyTorch virtual environment.
 
 The environment lives in `.cache/torch-venv` (git-ignored). It is created and filled from
-`scripts/requirements.txt` on first use (about 4 GB with torch's CUDA libraries, a few minutes);
+`scripts/requirements.txt` on first use (about 8 GB, half of it torch's CUDA libraries, which
+PyPI's Linux torch wheel requires even on a CPU; a few minutes);
 later runs reuse it. Set MTL_TORCH_VENV to use another directory.
 """
 
@@ -36,7 +37,10 @@ def ensure() -> None:
         if not _python().exists() or not _stamp().exists() or _stamp().read_text() != wanted:
             print(f"setting up {VENV} from {REQUIREMENTS} (first run only)", file=sys.stderr)
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-            pip = [str(_python()), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            # --no-cache-dir: the environment is the one copy kept; pip's cache would keep a
+            # second one of every wheel (several GB) in the user's home.
+            pip = [str(_python()), "-m", "pip", "install", "--quiet", "--no-cache-dir"]
+            pip.append("--disable-pip-version-check")
             subprocess.run(pip + ["-r", str(REQUIREMENTS)], check=True)
             _stamp().write_text(wanted)
     os.execv(str(_python()), [str(_python()), *sys.argv])

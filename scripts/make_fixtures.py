@@ -28,7 +28,8 @@ weights equal bit for bit, and the reference outputs within 1e-5 of each tensor'
 value (at least 1): torch's CPU kernels differ between instruction sets in the last bits (the
 tiny model's pooler outputs, near 1, differed by 1.7e-6 between an AVX-512 and an AVX2
 machine). A test runs it
-(crates/mtl-bert/tests/fixtures_current.rs), so CI fails when the fixtures and the script part.
+(`committed_fixtures_equal_what_the_script_writes` in
+crates/mtl-bert/tests/integration/parity.rs), so CI fails when the fixtures and the script part.
 """
 
 import argparse

@@ -1,5 +1,5 @@
 //! Where the test fixtures are: included by each crate's integration tests with
-//! `#[path = "../../../tests/support/fixtures.rs"] mod fixtures;` (one home for these paths).
+//! `#[path = ".../tests/support/fixtures.rs"] mod fixtures;` (one home for these paths).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

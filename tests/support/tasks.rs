@@ -1,5 +1,5 @@
 //! Small generated classification data sets for the training tests, included with
-//! `#[path = "../../../tests/support/tasks.rs"] mod tasks;` by mtl-train's library tests and
+//! `#[path = ".../tests/support/tasks.rs"] mod tasks;` by mtl-train's library tests and
 //! the `mtl` binary's tests (one home for this setup).
 #![allow(dead_code)]
 

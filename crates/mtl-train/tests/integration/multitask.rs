@@ -3,10 +3,8 @@
 //! finite loss and logs its weights, the same seed gives the same run, and a run stopped at a
 //! checkpoint resumes to the uninterrupted run with the methods' state.
 
-#[path = "../../../tests/support/fixtures.rs"]
-mod fixtures;
-#[path = "../../../tests/support/tasks.rs"]
-mod tasks;
+use crate::fixtures;
+use crate::tasks;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! cache. A hostile variant answers paths in its headers or tampered content. The library's
 //! own behaviour (resuming, size cap, offline, HF_HUB_CACHE) is tested in crates/mtl-hub.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Output;

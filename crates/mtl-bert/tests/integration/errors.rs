@@ -1,6 +1,6 @@
 //! Bad model directories give clear errors (never a panic or a wrong model).
 
-mod common;
+use crate::common;
 
 use common::{RawTensor, copy_dir, fixtures, rewrite_safetensors};
 use mtl_bert::{Backend, Error, SentenceEncoder};

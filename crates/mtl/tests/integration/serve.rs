@@ -1,10 +1,9 @@
 //! `mtl serve` as a process: the official `openai` Python client against it, and a graceful
 //! stop on SIGTERM.
 
-mod common;
+use crate::common;
 
-#[path = "../../../tests/support/reference_venv.rs"]
-mod reference_venv;
+use crate::reference_venv;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -38,8 +38,7 @@ const TEXTS: [&str; 4] = [
     "new phone",
 ];
 
-#[path = "../../../tests/support/compare.rs"]
-mod compare;
+use crate::compare;
 use compare::max_abs_diff;
 
 /// A float tensor's values.

@@ -1,14 +1,11 @@
 //! The trainer as a library, on the tiny fixture model and small generated data sets: what a
 //! run reports to its observer, the cache of a frozen encoder's embeddings, and the typed
 //! errors of bad input. The `mtl train` command's own behaviour (flags, files, kills and
-//! resumes) is tested in `crates/mtl/tests/train.rs`.
+//! resumes) is tested in `crates/mtl/tests/integration/train.rs`.
 
-#[path = "../../../tests/support/compare.rs"]
-mod compare;
-#[path = "../../../tests/support/fixtures.rs"]
-mod fixtures;
-#[path = "../../../tests/support/tasks.rs"]
-mod tasks;
+use crate::compare;
+use crate::fixtures;
+use crate::tasks;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! puts it in the cache): the command's output equals the library's, and similar sentences
 //! score higher than unrelated ones.
 
-mod common;
+use crate::common;
 
 use common::{assert_rows_close, library_embeddings, minilm_dir, mtl, parse_jsonl, parse_npy};
 use mtl_bert::EncodeOptions;

@@ -5,15 +5,14 @@
 //! normalised mean-pooled embeddings 1e-5; token ids exact. The fixtures themselves are
 //! checked against the script that wrote them (`committed_fixtures_equal_what_the_script_writes`).
 
-mod common;
+use crate::common;
 
 /// Last hidden state, CLS and pooler outputs against `transformers` (max absolute difference):
 /// 5x the largest measured (4.1e-6, MiniLM's last hidden state), with room for the last bits
 /// that torch's and our kernels round differently on another instruction set.
 const OUTPUT_TOLERANCE: f32 = 2e-5;
 
-#[path = "../../../tests/support/reference_venv.rs"]
-mod reference_venv;
+use crate::reference_venv;
 
 use common::{
     Reference, assert_close, copy_dir, cpu_devices, fixtures, max_abs_diff, minilm_dir, tiny_dir,

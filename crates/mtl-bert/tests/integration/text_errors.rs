@@ -1,7 +1,7 @@
 //! Token ids the model's embedding tables lack, and non-finite embeddings, are typed errors
 //! naming the files or the text: never an out-of-bounds lookup, a panic or a NaN embedding.
 
-mod common;
+use crate::common;
 
 use common::{copy_dir, fixtures, rewrite_safetensors};
 use mtl_bert::TextError;

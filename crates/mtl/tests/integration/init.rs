@@ -2,7 +2,7 @@
 //! train are carried over bit for bit; with the encoder frozen their predictions are the same;
 //! a task whose labels differ from the saved model's is refused.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

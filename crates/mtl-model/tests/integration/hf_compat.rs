@@ -15,10 +15,8 @@ use burn::prelude::*;
 use mtl_model::mtl_bert::{Backend, EncodeOptions, Pooling, SentenceEncoder};
 use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
 
-#[path = "../../../tests/support/compare.rs"]
-mod compare;
-#[path = "../../../tests/support/reference_venv.rs"]
-mod reference_venv;
+use crate::compare;
+use crate::reference_venv;
 
 use compare::max_abs_diff;
 

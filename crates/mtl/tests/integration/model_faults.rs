@@ -2,7 +2,7 @@
 //! cause, exit non-zero and print no NaN: a tokenizer larger than `vocab_size` (ids beyond the
 //! embedding table), and weights holding NaN (`mtl embed`, `mtl similarity`, `mtl predict`).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

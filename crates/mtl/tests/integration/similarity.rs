@@ -1,7 +1,7 @@
 //! `mtl similarity` end to end on the tiny model: a symmetric matrix with a unit diagonal
 //! that matches the cosine of the library's embeddings.
 
-mod common;
+use crate::common;
 
 use common::{assert_fails_with, library_embeddings, mtl, tiny_dir};
 use mtl_bert::EncodeOptions;

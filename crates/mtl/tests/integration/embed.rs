@@ -1,7 +1,7 @@
 //! `mtl embed` end to end on the tiny model: its output equals the library's embeddings in
 //! every format and from every input, and bad input fails with a clear message.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

@@ -5,10 +5,9 @@
 //! answers equal the library's (`SentenceEncoder`, `MultiTaskClassifier`: what `mtl embed` and
 //! `mtl predict` compute) within 1e-6.
 
-mod common;
+use crate::common;
 
-#[path = "../../../tests/support/reference_venv.rs"]
-mod reference_venv;
+use crate::reference_venv;
 
 use std::process::Command;
 

@@ -5,7 +5,7 @@
 //! `/embeddings` alias and `/v1/models`. Values are compared with the library's own
 //! (`SentenceEncoder`, `MultiTaskClassifier`), as `mtl embed` and `mtl predict` compute them.
 
-mod common;
+use crate::common;
 
 use common::compare::max_abs_diff;
 use common::fixtures::tiny_dir;

@@ -1,9 +1,8 @@
 //! End-to-end tests of `mtl train` and `mtl eval` on the tiny fixture model and small
 //! generated data sets.
 
-mod common;
-#[path = "../../../tests/support/tasks.rs"]
-mod tasks;
+use crate::common;
+use crate::tasks;
 
 use std::path::Path;
 use std::process::Stdio;

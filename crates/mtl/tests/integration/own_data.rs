@@ -3,7 +3,7 @@
 //! on each trained model; and bad data refused before the run directory exists, naming file
 //! and line.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

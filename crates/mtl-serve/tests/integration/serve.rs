@@ -2,7 +2,7 @@
 //! embeddings equal to `SentenceEncoder`'s alone and batched with other requests, predictions
 //! equal to `MultiTaskClassifier::predict`, 429 under a flood, the API key.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::compare::max_abs_diff;
@@ -259,7 +259,7 @@ fn predictions_equal_the_classifiers_and_need_a_model_with_tasks() {
     let encoder = SentenceEncoder::load(&dir, &device()).unwrap();
     let (status, body) = server.post_json("/embed", &json!({"inputs": texts}));
     assert_eq!(status, 200, "{body}");
-    assert_rows_close(&rows(&body), &crate::expected(&encoder, &texts, true));
+    assert_rows_close(&rows(&body), &self::expected(&encoder, &texts, true));
     drop(server);
 
     let embedding_only = Server::start(ServeConfig::new(tiny_dir(), device()));

@@ -4,9 +4,7 @@
 //! The int8 kernels themselves (the GEMM against an exact integer reference, every instruction
 //! set, the quantisation bounds) are tested beside them, in `src/kernels/int8/tests.rs`.
 
-#![cfg(feature = "flex")]
-
-mod common;
+use crate::common;
 
 use common::{copy_dir, fixtures, minilm_dir, rewrite_safetensors, tiny_dir};
 use mtl_bert::burn::prelude::Device;
