@@ -5,8 +5,11 @@
 mod compare;
 #[path = "../../../../tests/support/fixtures.rs"]
 mod fixtures;
+#[path = "../../../../tests/support/reference_venv.rs"]
+mod reference_venv;
 #[path = "../../../../tests/support/tasks.rs"]
 mod tasks;
 
+mod aggregation_reference;
 mod library;
 mod multitask;
