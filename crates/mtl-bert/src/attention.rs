@@ -11,6 +11,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use crate::config::BertConfig;
 use crate::dropout::{DropoutKey, dropout};
 use crate::kernels;
+use crate::lora::{LayerLora, Lora, adapted};
 
 /// A linear layer `input -> output` with weights drawn from `init` and zero biases (as
 /// `transformers` initialises BERT).
@@ -69,31 +70,46 @@ impl BertSelfAttention {
     /// on the attention probabilities with masks from `dropout_key`.
     ///
     /// At inference on flex the fused kernel of `kernels/attention` runs; elsewhere Burn's
-    /// `attention` (or, where dropout is active, the same product spelled out).
+    /// `attention` (or, where dropout is active, the same product spelled out). `lora`'s
+    /// query, key and value adapters add their updates to the projections.
     pub fn forward(
         &self,
         hidden: Tensor<3>,
         bias: Tensor<4>,
         dropout_key: Option<DropoutKey>,
+        lora: Option<&LayerLora>,
     ) -> Tensor<3> {
+        let pick = |f: fn(&LayerLora) -> &Option<Lora>| lora.and_then(|l| f(l).as_ref());
+        let (query_lora, key_lora, value_lora) =
+            (pick(|l| &l.query), pick(|l| &l.key), pick(|l| &l.value));
         if kernels::attention::runs_on(&hidden.device()) {
             // Inference on flex: the fused kernel reads the projections' rows in place.
+            let project = |linear: &Linear, lora| {
+                adapted(
+                    kernels::linear::forward(linear, hidden.clone()),
+                    lora,
+                    hidden.clone(),
+                )
+            };
             return kernels::attention::attention_tensors(
-                kernels::linear::forward(&self.query, hidden.clone()),
-                kernels::linear::forward(&self.key, hidden.clone()),
-                kernels::linear::forward(&self.value, hidden),
+                project(&self.query, query_lora),
+                project(&self.key, key_lora),
+                project(&self.value, value_lora),
                 bias,
                 self.num_heads,
             );
         }
         let [batch, seq_len, width] = hidden.dims();
-        let heads = |linear: &Linear| {
-            linear
-                .forward(hidden.clone())
+        let heads = |linear: &Linear, lora| {
+            adapted(linear.forward(hidden.clone()), lora, hidden.clone())
                 .reshape([batch, seq_len, self.num_heads, width / self.num_heads])
                 .swap_dims(1, 2)
         };
-        let (query, key, value) = (heads(&self.query), heads(&self.key), heads(&self.value));
+        let (query, key, value) = (
+            heads(&self.query, query_lora),
+            heads(&self.key, key_lora),
+            heads(&self.value, value_lora),
+        );
         let context = if self.dropout_active(&hidden) {
             // The fused kernel has no dropout: spell attention out when it must drop.
             let scale = ((width / self.num_heads) as f64).sqrt().recip();
@@ -143,18 +159,20 @@ impl BertSelfOutput {
     }
 
     /// `LayerNorm(dropout(dense(context)) + residual)`, all `[batch, seq, hidden]`; dropout's
-    /// masks from `key`.
+    /// masks from `key`; `lora` adds its update to the projection.
     pub fn forward(
         &self,
         context: Tensor<3>,
         residual: Tensor<3>,
         key: Option<DropoutKey>,
+        lora: Option<&Lora>,
     ) -> Tensor<3> {
-        let projected = dropout(
-            &self.dropout,
-            kernels::linear::forward(&self.dense, context),
-            key,
+        let projected = adapted(
+            kernels::linear::forward(&self.dense, context.clone()),
+            lora,
+            context,
         );
+        let projected = dropout(&self.dropout, projected, key);
         self.layer_norm.forward(projected + residual)
     }
 }
@@ -178,15 +196,20 @@ impl BertAttention {
     }
 
     /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` bias -> `[batch, seq, hidden]`; dropout
-    /// masks from `key`'s parts 0 (probabilities) and 1 (output).
+    /// masks from `key`'s parts 0 (probabilities) and 1 (output); `lora`: the layer's
+    /// adapters, if any.
     pub fn forward(
         &self,
         hidden: Tensor<3>,
         bias: Tensor<4>,
         key: Option<DropoutKey>,
+        lora: Option<&LayerLora>,
     ) -> Tensor<3> {
         let part = |index| key.map(|key: DropoutKey| key.part(index));
-        let context = self.self_attention.forward(hidden.clone(), bias, part(0));
-        self.output.forward(context, hidden, part(1))
+        let context = self
+            .self_attention
+            .forward(hidden.clone(), bias, part(0), lora);
+        let output_lora = lora.and_then(|l| l.attention_output.as_ref());
+        self.output.forward(context, hidden, part(1), output_lora)
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::{BertConfig, HiddenAct};
 use crate::dropout::{DropoutKey, dropout};
+use crate::lora::{LayerLora, Lora, adapted};
 use crate::precision::Int8Layer;
 
 /// The feed-forward expansion and its activation (`intermediate` in the checkpoint).
@@ -26,18 +27,23 @@ pub struct BertIntermediate {
 impl BertIntermediate {
     /// `[batch, seq, hidden]` -> `[batch, seq, intermediate]`.
     ///
-    /// Exact GELU adds the bias inside one fused kernel on flex (`bias_gelu`).
-    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
+    /// Exact GELU adds the bias inside one fused kernel on flex (`bias_gelu`). `lora` adds its
+    /// update before the activation.
+    pub fn forward(&self, hidden: Tensor<3>, lora: Option<&Lora>) -> Tensor<3> {
         if let (HiddenAct::Gelu, Some(bias)) = (self.activation, &self.dense.bias) {
             let [batch, seq_len, width] = hidden.dims();
             let weight = self.dense.weight.val();
             let out = weight.dims()[1];
             let expanded =
-                kernels::linear::matmul(hidden.reshape([batch * seq_len, width]), weight)
+                kernels::linear::matmul(hidden.clone().reshape([batch * seq_len, width]), weight)
                     .reshape([batch, seq_len, out]);
-            return bias_gelu(expanded, bias.val());
+            return bias_gelu(adapted(expanded, lora, hidden), bias.val());
         }
-        let expanded = kernels::linear::forward(&self.dense, hidden);
+        let expanded = adapted(
+            kernels::linear::forward(&self.dense, hidden.clone()),
+            lora,
+            hidden,
+        );
         match self.activation {
             HiddenAct::Gelu => gelu(expanded),
             HiddenAct::GeluTanh => gelu_approximate(expanded),
@@ -62,18 +68,20 @@ pub struct BertOutput {
 
 impl BertOutput {
     /// `LayerNorm(dropout(dense(expanded)) + residual)` -> `[batch, seq, hidden]`; dropout's
-    /// masks from `key`.
+    /// masks from `key`; `lora` adds its update to the projection.
     pub fn forward(
         &self,
         expanded: Tensor<3>,
         residual: Tensor<3>,
         key: Option<DropoutKey>,
+        lora: Option<&Lora>,
     ) -> Tensor<3> {
-        let projected = dropout(
-            &self.dropout,
-            kernels::linear::forward(&self.dense, expanded),
-            key,
+        let projected = adapted(
+            kernels::linear::forward(&self.dense, expanded.clone()),
+            lora,
+            expanded,
         );
+        let projected = dropout(&self.dropout, projected, key);
         self.layer_norm.forward(projected + residual)
     }
 }
@@ -118,19 +126,31 @@ impl BertLayer {
     /// `[batch, seq, hidden]` with `[batch, 1, 1, seq]` attention bias -> `[batch, seq, hidden]`.
     ///
     /// In training, dropout's masks come from `key`: parts 0 and 1 (attention probabilities and
-    /// output) for the attention block, part 2 for the feed-forward output.
+    /// output) for the attention block, part 2 for the feed-forward output. `lora`: the
+    /// layer's adapters, if any.
+    ///
+    /// # Panics
+    /// With adapters on an int8 layer (a model with adapters is refused int8 when it loads).
     pub fn forward(
         &self,
         hidden: Tensor<3>,
         bias: Tensor<4>,
         key: Option<DropoutKey>,
+        lora: Option<&LayerLora>,
     ) -> Tensor<3> {
         if let Some(int8) = &self.int8 {
+            assert!(lora.is_none(), "int8 layers run without LoRA adapters");
             return self.forward_int8(int8, hidden, bias);
         }
-        let attended = self.attention.forward(hidden, bias, key);
-        let expanded = self.intermediate.forward(attended.clone());
-        self.output
-            .forward(expanded, attended, key.map(|key| key.part(2)))
+        let attended = self.attention.forward(hidden, bias, key, lora);
+        let expanded = self
+            .intermediate
+            .forward(attended.clone(), lora.and_then(|l| l.intermediate.as_ref()));
+        self.output.forward(
+            expanded,
+            attended,
+            key.map(|key| key.part(2)),
+            lora.and_then(|l| l.output.as_ref()),
+        )
     }
 }

@@ -42,6 +42,9 @@
 //! - [`Pooling`] and [`pool`]: CLS, pooler, mean or max pooling of the last hidden states.
 //! - [`Precision`]: f32, or int8 linear layers quantised at load
 //!   ([`BertModel::with_precision`], on the [`INT8_BACKENDS`]).
+//! - [`LoraAdapter`] ([`LoraConfig`], [`LoraTargets`]; a [`LayerLora`] of [`Lora`]s per layer):
+//!   LoRA adapters on the layers ([`BertModel::forward_adapted`]), saved and loaded in PEFT's
+//!   format ([`peft`]).
 //! - [`DropoutKey`] and [`dropout`]: dropout masks drawn from a counter-based generator, the
 //!   same for a batch however it is split into row groups.
 //!
@@ -63,6 +66,7 @@ mod embeddings;
 mod error;
 mod kernels;
 mod layer;
+mod lora;
 mod model;
 mod model_dir;
 mod pooling;
@@ -80,6 +84,7 @@ pub use dropout::{DropoutKey, dropout};
 pub use embeddings::BertEmbeddings;
 pub use error::{Error, Result, TextError};
 pub use layer::{BertIntermediate, BertLayer, BertOutput};
+pub use lora::{LayerLora, Lora, LoraAdapter, LoraConfig, LoraTargets, peft};
 pub use model::{BertEncoder, BertInput, BertModel, BertPooler};
 pub use model_dir::{
     ModelDir, ModuleEntry, SentenceDefaults, is_plain_relative, pooling_module_dir,

@@ -21,6 +21,7 @@ use crate::dropout::DropoutKey;
 use crate::embeddings::BertEmbeddings;
 use crate::error::Result;
 use crate::layer::BertLayer;
+use crate::lora::LoraAdapter;
 
 /// A tokenized batch on a device, right-padded to its longest member.
 #[derive(Debug, Clone)]
@@ -134,6 +135,25 @@ impl BertModel {
     /// graph of its own (mtl-train's `row_groups`), and the dropout masks of
     /// [`BertInput::dropout`] do not depend on the split.
     pub fn forward(&self, input: &BertInput) -> Tensor<3> {
+        self.forward_adapted(input, None)
+    }
+
+    /// [`forward`](Self::forward) with a LoRA adapter set on the layers (none: the encoder
+    /// alone).
+    ///
+    /// # Panics
+    /// If the adapter set is for another number of layers (checked when a model is built with
+    /// one).
+    pub fn forward_adapted(&self, input: &BertInput, adapter: Option<&LoraAdapter>) -> Tensor<3> {
+        if let Some(adapter) = adapter {
+            assert_eq!(
+                adapter.layers.len(),
+                self.encoder.layer.len(),
+                "a LoRA adapter set for {} layers on an encoder of {}",
+                adapter.layers.len(),
+                self.encoder.layer.len()
+            );
+        }
         let [batch, _] = input.input_ids.dims();
         let device = input.input_ids.device();
         let groups = if device.is_autodiff() {
@@ -142,14 +162,14 @@ impl BertModel {
             row_groups(&device).min(batch)
         };
         if groups <= 1 {
-            return self.forward_whole(input);
+            return self.run(input, adapter);
         }
         let bounds: Vec<usize> = (0..=groups).map(|g| g * batch / groups).collect();
         let parts: Vec<BertInput> = bounds.windows(2).map(|w| input.rows(w[0]..w[1])).collect();
         let mut outputs: Vec<Option<Tensor<3>>> = vec![None; groups];
         rayon::scope(|scope| {
             for (part, output) in parts.iter().zip(outputs.iter_mut()) {
-                scope.spawn(move |_| *output = Some(self.forward_whole(part)));
+                scope.spawn(move |_| *output = Some(self.run(part, adapter)));
             }
         });
         Tensor::cat(
@@ -163,6 +183,10 @@ impl BertModel {
 
     /// [`forward`](Self::forward) on the whole batch at once, never split into row groups.
     pub fn forward_whole(&self, input: &BertInput) -> Tensor<3> {
+        self.run(input, None)
+    }
+
+    fn run(&self, input: &BertInput, adapter: Option<&LoraAdapter>) -> Tensor<3> {
         let bias = attention_bias(input.attention_mask.clone());
         let key = |part: usize| input.dropout.map(|key| key.part(part as u64));
         let mut hidden = self.embeddings.forward(
@@ -171,7 +195,8 @@ impl BertModel {
             key(0),
         );
         for (index, layer) in self.encoder.layer.iter().enumerate() {
-            hidden = layer.forward(hidden, bias.clone(), key(1 + index));
+            let lora = adapter.map(|adapter| &adapter.layers[index]);
+            hidden = layer.forward(hidden, bias.clone(), key(1 + index), lora);
         }
         hidden
     }
