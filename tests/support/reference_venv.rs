@@ -45,3 +45,39 @@ pub fn python(modules: &str) -> PathBuf {
     eprintln!("reference environment: {} ({source})", venv.display());
     python
 }
+
+/// Runs `scripts/<script>` with the environment's interpreter (checked to import `modules`),
+/// `stdin` on its standard input, and returns its standard output.
+///
+/// # Panics
+/// When the environment is missing (as [`python`]) or the script fails, with its messages.
+pub fn run_script(script: &str, modules: &str, stdin: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let python = python(modules);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(script);
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(stdin.as_bytes())
+        .unwrap_or_else(|e| panic!("writing to {}: {e}", script.display()));
+    let output = child.wait_with_output().expect("the script ran");
+    assert!(
+        output.status.success(),
+        "{} failed ({}): {}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("the script prints UTF-8")
+}

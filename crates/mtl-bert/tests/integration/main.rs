@@ -10,4 +10,5 @@ mod errors;
 #[cfg(feature = "flex")]
 mod int8;
 mod parity;
+mod peft;
 mod text_errors;

@@ -10,9 +10,6 @@
 //! objective, whose 1e-8 guard under the square root moves the update by 6e-5 from the
 //! unguarded one); TorchJD's Clarabel stops 1.9e-4 from its own (unguarded) minimiser.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use crate::compare::max_abs_diff_f64;
 use crate::reference_venv;
 use mtl_data::SplitMix64;
@@ -81,36 +78,18 @@ fn cases() -> Vec<Case> {
 
 /// TorchJD's updates, one JSON object per case (`upgrad`, `imtl_g`, `cagrad`, `pcgrad`).
 fn torchjd(cases: &[Case]) -> Vec<Value> {
-    let python = reference_venv::python("torch, torchjd, cvxpy, qpsolvers");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts/aggregation_reference.py");
     let request = json!({
         "cases": cases
             .iter()
             .map(|case| json!({ "gradients": case.gradients, "c": CAGRAD_C }))
             .collect::<Vec<_>>(),
     });
-    let mut child = Command::new(python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
+    let output = reference_venv::run_script(
+        "aggregation_reference.py",
+        "torch, torchjd, cvxpy, qpsolvers",
+        &request.to_string(),
     );
-    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let answer: Value = serde_json::from_str(&output).unwrap();
     eprintln!("TorchJD {}", answer["torchjd"]);
     answer["cases"].as_array().unwrap().clone()
 }
