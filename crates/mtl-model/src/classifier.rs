@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use mtl_bert::{BertConfig, BertModel, BertTokenizer, ModelDir, Pooling, Precision};
+use mtl_bert::{BertConfig, BertModel, BertTokenizer, LoraAdapter, ModelDir, Pooling, Precision};
 use mtl_bert::{Checkpoint, collect_tensors, hf_name, write_safetensors};
 use mtl_fs::write_file;
 use serde::Serialize;
@@ -13,10 +13,14 @@ use serde::Serialize;
 use crate::config::{FORMAT_VERSION, MtlConfig, SavedConfig};
 use crate::error::{Error, Result};
 use crate::head::ClassificationHead;
-use crate::model::MultiTaskModel;
+use crate::model::{ADAPTER_SEEDS, MultiTaskModel, task_adapters};
 
 /// The multi-task configuration file of a saved model.
 pub const CONFIG_FILE: &str = "mtl.json";
+
+/// The directory of a saved model's LoRA adapter sets, one subdirectory each (the set's name)
+/// in Hugging Face PEFT's format.
+pub const ADAPTERS_DIR: &str = "adapters";
 
 /// One task's prediction for one text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -73,7 +77,8 @@ impl MultiTaskClassifier {
         let encoder = BertModel::from_checkpoint(&mut checkpoint, &bert_config, device)?;
         checkpoint.finish(&["heads."])?;
         check_pooler(&config, &encoder)?;
-        let model = MultiTaskModel::new(encoder, &config, seed, device);
+        config.assign_adapters();
+        let model = MultiTaskModel::new(encoder, &bert_config, &config, seed, device);
         Ok(Self {
             model,
             tokenizer_files: read_tokenizer_files(&dir)?,
@@ -109,6 +114,30 @@ impl MultiTaskClassifier {
                 saved.config.pooling, config.pooling
             )));
         }
+        match (saved.config.adapter, config.adapter) {
+            (Some(old), None) => {
+                return Err(mismatch(format!(
+                    "its tasks run the encoder with LoRA adapters (rank {}, alpha {}, {} \
+                     targets, {}); give the same adapters",
+                    old.lora.rank, old.lora.alpha, old.lora.targets, old.scope
+                )));
+            }
+            (Some(old), Some(new)) if old != new => {
+                return Err(mismatch(format!(
+                    "its LoRA adapters have rank {}, alpha {}, {} targets, {} scope; this \
+                     model's rank {}, alpha {}, {} targets, {} scope",
+                    old.lora.rank,
+                    old.lora.alpha,
+                    old.lora.targets,
+                    old.scope,
+                    new.lora.rank,
+                    new.lora.alpha,
+                    new.lora.targets,
+                    new.scope
+                )));
+            }
+            _ => {}
+        }
         let default_length = saved
             .config
             .max_seq_length
@@ -123,6 +152,8 @@ impl MultiTaskClassifier {
         let mut saved_heads: Vec<Option<ClassificationHead>> =
             saved.model.heads.into_iter().map(Some).collect();
         let mut heads = Vec::with_capacity(config.tasks.len() + saved_heads.len());
+        // The saved adapter set of each task the saved model has.
+        let mut kept_sets: Vec<Option<String>> = vec![None; config.tasks.len()];
         for (i, task) in config.tasks.iter().enumerate() {
             let Some(j) = saved.config.tasks.iter().position(|t| t.name == task.name) else {
                 heads.push(ClassificationHead::init(
@@ -154,6 +185,10 @@ impl MultiTaskClassifier {
             let mut head = saved_heads[j].take().expect("task names are unique");
             head.dropout = DropoutConfig::new(config.dropout).init();
             heads.push(head);
+            kept_sets[i].clone_from(&old.adapter);
+        }
+        for (task, set) in config.tasks.iter_mut().zip(kept_sets) {
+            task.adapter = set;
         }
         for (old, head) in saved.config.tasks.iter().zip(saved_heads) {
             if let Some(head) = head {
@@ -161,11 +196,35 @@ impl MultiTaskClassifier {
                 heads.push(head);
             }
         }
+        // The saved sets stay as they are; a task without one gets a new set when the model
+        // has adapters (a saved task trained without them: a new set starts as the identity).
+        config.assign_adapters();
         config.validate()?;
+        let saved_sets = saved.config.adapter_sets();
+        let mut saved_adapters: Vec<Option<LoraAdapter>> =
+            saved.model.adapters.into_iter().map(Some).collect();
+        let adapters = config
+            .adapter_sets()
+            .iter()
+            .enumerate()
+            .map(|(j, name)| {
+                let index = saved_sets.iter().position(|s| s == name);
+                match index.and_then(|k| saved_adapters[k].take()) {
+                    Some(adapter) => adapter,
+                    None => {
+                        let adapter = config.adapter.expect("validated: tasks name sets");
+                        let seed = seed.wrapping_add(ADAPTER_SEEDS + j as u64);
+                        LoraAdapter::init(&adapter.lora, &saved.bert_config, seed, device)
+                    }
+                }
+            })
+            .collect();
         let model = MultiTaskModel {
             encoder: saved.model.encoder,
             dropout: DropoutConfig::new(config.dropout).init(),
             heads,
+            adapters,
+            task_adapters: task_adapters(&config),
             pooling: config.pooling,
         };
         Ok(Self {
@@ -210,7 +269,19 @@ impl MultiTaskClassifier {
             precision,
         )?;
         check_pooler(&config, &encoder)?;
-        let mut model = MultiTaskModel::new(encoder, &config, 0, device);
+        if config.adapter.is_some() && precision != Precision::Fp32 {
+            return Err(Error::Encoder(mtl_bert::Error::Precision(format!(
+                "{}: its tasks run the encoder with LoRA adapters, which run at f32 only; \
+                 load it at f32",
+                root.display()
+            ))));
+        }
+        let mut model = MultiTaskModel::new(encoder, &bert_config, &config, 0, device);
+        model.adapters = config
+            .adapter_sets()
+            .iter()
+            .map(|name| load_adapter(root, name, &config, &bert_config, device))
+            .collect::<Result<_>>()?;
         let mut heads = Vec::with_capacity(config.tasks.len());
         for (task, head) in config.tasks.iter().zip(std::mem::take(&mut model.heads)) {
             let bias = format!("heads.{}.output.bias", task.name);
@@ -319,9 +390,19 @@ impl MultiTaskClassifier {
         for batch in self.tokenizer.length_sorted_batches(encodings, batch_size) {
             let (positions, batch) = batch?;
             let input = batch.to_input(&device);
-            let pooled = model.pooled(&input);
+            // The encoder runs once per adapter set the tasks use (once without adapters).
+            let mut pooled: Vec<(Option<usize>, Tensor<2>)> = Vec::new();
             for &task in &tasks {
-                let probabilities = softmax(model.head_logits(pooled.clone(), task, None), 1);
+                let set = model.task_adapters[task];
+                let vectors = match pooled.iter().find(|(s, _)| *s == set) {
+                    Some((_, vectors)) => vectors.clone(),
+                    None => {
+                        let vectors = model.pooled_with(&input, model.adapter(task));
+                        pooled.push((set, vectors.clone()));
+                        vectors
+                    }
+                };
+                let probabilities = softmax(model.head_logits(vectors, task, None), 1);
                 let labels = &self.config.tasks[task].labels;
                 let values: Vec<f32> = probabilities.into_data().try_into_vec().map_err(|e| {
                     mtl_bert::Error::Encoding(format!("reading predictions back: {e:?}"))
@@ -418,6 +499,12 @@ impl MultiTaskClassifier {
             }));
         }
         write_safetensors(&dir.join("model.safetensors"), tensors)?;
+        for (name, adapter) in self.config.adapter_sets().iter().zip(&self.model.adapters) {
+            let path = dir.join(ADAPTERS_DIR).join(name);
+            std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            // PEFT's base model is this directory's encoder (`model.safetensors`).
+            adapter.save_peft(&path, "../..")?;
+        }
         Ok(())
     }
 }
@@ -523,4 +610,32 @@ fn replaceable(dir: &Path) -> Result<bool> {
         .next()
         .is_none();
     Ok(empty || dir.join(CONFIG_FILE).is_file())
+}
+
+/// Reads adapter set `name` of the saved model in `root`, checked against `config`'s adapters.
+fn load_adapter(
+    root: &Path,
+    name: &str,
+    config: &MtlConfig,
+    bert: &BertConfig,
+    device: &Device,
+) -> Result<LoraAdapter> {
+    let dir = root.join(ADAPTERS_DIR).join(name);
+    let adapter = LoraAdapter::load_peft(&dir, bert, device)?;
+    let wanted = config.adapter.expect("validated: tasks name sets").lora;
+    if adapter.config != wanted {
+        return Err(Error::InvalidConfig(format!(
+            "{}: the adapter has rank {}, alpha {}, {} targets; {} says rank {}, alpha {}, {} \
+             targets",
+            dir.display(),
+            adapter.config.rank,
+            adapter.config.alpha,
+            adapter.config.targets,
+            CONFIG_FILE,
+            wanted.rank,
+            wanted.alpha,
+            wanted.targets
+        )));
+    }
+    Ok(adapter)
 }

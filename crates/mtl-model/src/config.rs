@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use mtl_bert::Pooling;
+use mtl_bert::{LoraConfig, Pooling};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -52,6 +52,10 @@ pub struct TaskConfig {
     /// The head. Default: linear.
     #[serde(default)]
     pub head: HeadKind,
+    /// The LoRA adapter set the task runs the encoder with (its directory under `adapters/`
+    /// in a saved model: the task's name, or `shared`); `None`: the encoder alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 impl TaskConfig {
@@ -61,6 +65,7 @@ impl TaskConfig {
             name: name.into(),
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
             head: HeadKind::Linear,
+            adapter: None,
         }
     }
 }
@@ -84,7 +89,70 @@ pub struct MtlConfig {
     /// model built by [`crate::MultiTaskClassifier`] always has it set.
     #[serde(default)]
     pub max_seq_length: Option<usize>,
+    /// LoRA adapters on the frozen encoder (`mtl train --adapter`): their shape, and whether
+    /// each task has its own set or all share one. `None`: no adapters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterConfig>,
 }
+
+/// LoRA adapters of a multi-task model (see [`mtl_bert::LoraAdapter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdapterConfig {
+    /// Rank, alpha and targets of every adapter set.
+    #[serde(flatten)]
+    pub lora: LoraConfig,
+    /// One adapter set per task (the default), or one that every task shares.
+    #[serde(default)]
+    pub scope: AdapterScope,
+}
+
+/// Whether the tasks have an adapter set each or share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdapterScope {
+    /// One adapter set per task (`adapters/<task>/`): tasks do not interfere, and adding one
+    /// leaves the others' outputs unchanged; each task runs the encoder once per text.
+    #[default]
+    PerTask,
+    /// One adapter set for every task (`adapters/shared/`): the encoder runs once per text.
+    Shared,
+}
+
+impl AdapterScope {
+    /// The adapter set's name for `task` (its directory under `adapters/`).
+    pub fn set_name(self, task: &str) -> String {
+        match self {
+            Self::PerTask => task.to_owned(),
+            Self::Shared => SHARED_ADAPTER.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for AdapterScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PerTask => "per-task",
+            Self::Shared => "shared",
+        })
+    }
+}
+
+impl std::str::FromStr for AdapterScope {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "per-task" => Ok(Self::PerTask),
+            "shared" => Ok(Self::Shared),
+            _ => Err(format!(
+                "unknown adapter scope {text:?} (expected per-task or shared)"
+            )),
+        }
+    }
+}
+
+/// The name of the adapter set that every task shares.
+pub const SHARED_ADAPTER: &str = "shared";
 
 fn default_dropout() -> f64 {
     0.1
@@ -102,7 +170,31 @@ impl MtlConfig {
             dropout: default_dropout(),
             pooling: default_pooling(),
             max_seq_length: None,
+            adapter: None,
         }
+    }
+
+    /// Gives every task without an adapter set the one [`Self::adapter`]'s scope names
+    /// (nothing without adapters).
+    pub fn assign_adapters(&mut self) {
+        if let Some(adapter) = self.adapter {
+            for task in &mut self.tasks {
+                if task.adapter.is_none() {
+                    task.adapter = Some(adapter.scope.set_name(&task.name));
+                }
+            }
+        }
+    }
+
+    /// The adapter set names the tasks use, each once, in task order.
+    pub fn adapter_sets(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self.tasks.iter().filter_map(|t| t.adapter.as_ref()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
     }
 
     /// Checks: at least one task, unique non-empty names, at least two distinct labels per
@@ -141,6 +233,27 @@ impl MtlConfig {
             && n < 3
         {
             return invalid(format!("max_seq_length {n} is below 3"));
+        }
+        match self.adapter {
+            Some(adapter) => {
+                if adapter.lora.rank == 0 {
+                    return invalid("the LoRA rank must be at least 1".into());
+                }
+                if !(adapter.lora.alpha.is_finite() && adapter.lora.alpha > 0.0) {
+                    return invalid(format!(
+                        "the LoRA alpha {} is not a positive number",
+                        adapter.lora.alpha
+                    ));
+                }
+            }
+            None => {
+                if let Some(task) = self.tasks.iter().find(|t| t.adapter.is_some()) {
+                    return invalid(format!(
+                        "task {:?} names an adapter set but the model has no adapters",
+                        task.name
+                    ));
+                }
+            }
         }
         Ok(())
     }

@@ -40,8 +40,10 @@ mod freeze;
 mod head;
 mod model;
 
-pub use classifier::{CONFIG_FILE, MultiTaskClassifier, Prediction, read_saved_config};
-pub use config::{HeadKind, MtlConfig, TaskConfig};
+pub use classifier::{
+    ADAPTERS_DIR, CONFIG_FILE, MultiTaskClassifier, Prediction, read_saved_config,
+};
+pub use config::{AdapterConfig, AdapterScope, HeadKind, MtlConfig, SHARED_ADAPTER, TaskConfig};
 pub use error::{Error, Result};
 pub use freeze::{ModelPart, Unfrozen, trainable_parameters};
 pub use head::ClassificationHead;

@@ -2,13 +2,15 @@
 
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
-use mtl_bert::{BertInput, BertModel, DropoutKey, Pooling, dropout, pool};
+use mtl_bert::{BertConfig, BertInput, BertModel, DropoutKey, LoraAdapter, Pooling, dropout, pool};
 
 use crate::config::MtlConfig;
 use crate::head::ClassificationHead;
 
 /// One BERT encoder shared by every task, dropout on its pooled output, and one
-/// [`ClassificationHead`] per task (in the order of [`MtlConfig::tasks`]).
+/// [`ClassificationHead`] per task (in the order of [`MtlConfig::tasks`]); with
+/// [`MtlConfig::adapter`], LoRA adapter sets on the encoder, each task running it with its own
+/// (or the shared) set.
 #[derive(Module, Debug)]
 pub struct MultiTaskModel {
     /// The shared encoder.
@@ -17,14 +19,29 @@ pub struct MultiTaskModel {
     pub dropout: Dropout,
     /// One head per task.
     pub heads: Vec<ClassificationHead>,
+    /// The LoRA adapter sets, in the order of [`MtlConfig::adapter_sets`] (none without
+    /// adapters).
+    pub adapters: Vec<LoraAdapter>,
+    /// For each task, the index of its set in [`adapters`](Self::adapters) (`None`: the
+    /// encoder alone).
+    #[module(skip)]
+    pub task_adapters: Vec<Option<usize>>,
     /// How the encoder's token vectors become the heads' input.
     #[module(skip)]
     pub pooling: Pooling,
 }
 
 impl MultiTaskModel {
-    /// Puts heads initialised from `seed` (task `i` from `seed + i`) on `encoder`.
-    pub fn new(encoder: BertModel, config: &MtlConfig, seed: u64, device: &Device) -> Self {
+    /// Puts heads initialised from `seed` (task `i` from `seed + i`) on `encoder` (of `bert`'s
+    /// shape), and new adapter sets as the tasks name them (set `j` of
+    /// [`MtlConfig::adapter_sets`] from `seed + 2^20 + j`).
+    pub fn new(
+        encoder: BertModel,
+        bert: &BertConfig,
+        config: &MtlConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
         let hidden = encoder.embeddings.word_embeddings.weight.dims()[1];
         let heads = config
             .tasks
@@ -42,12 +59,29 @@ impl MultiTaskModel {
                 )
             })
             .collect();
+        let sets = config.adapter_sets();
+        let adapters = match config.adapter {
+            Some(adapter) => (0..sets.len())
+                .map(|j| {
+                    let seed = seed.wrapping_add(ADAPTER_SEEDS + j as u64);
+                    LoraAdapter::init(&adapter.lora, bert, seed, device)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         Self {
             encoder,
             dropout: DropoutConfig::new(config.dropout).init(),
             heads,
+            adapters,
+            task_adapters: task_adapters(config),
             pooling: config.pooling,
         }
+    }
+
+    /// The adapter set task `task` runs the encoder with.
+    pub fn adapter(&self, task: usize) -> Option<&LoraAdapter> {
+        self.task_adapters[task].map(|j| &self.adapters[j])
     }
 
     /// The pooled sentence vectors the heads see, before dropout: `[batch, hidden]`.
@@ -56,7 +90,13 @@ impl MultiTaskModel {
     /// If the pooling is `pooler` and the encoder has no pooler (checked when the model is
     /// built by [`crate::MultiTaskClassifier`]).
     pub fn pooled(&self, input: &BertInput) -> Tensor<2> {
-        let hidden = self.encoder.forward(input);
+        self.pooled_with(input, None)
+    }
+
+    /// [`pooled`](Self::pooled) with the encoder running `adapter` (task `i`'s is
+    /// [`adapter`](Self::adapter)`(i)`).
+    pub fn pooled_with(&self, input: &BertInput, adapter: Option<&LoraAdapter>) -> Tensor<2> {
+        let hidden = self.encoder.forward_adapted(input, adapter);
         pool(
             self.pooling,
             hidden,
@@ -84,16 +124,49 @@ impl MultiTaskModel {
         self.heads[task].forward(pooled, key.map(|k| k.part(DropoutKey::head_part(task))))
     }
 
-    /// Logits of one task's batch: `[batch, labels]`.
+    /// Logits of one task's batch (the encoder with the task's adapter set):
+    /// `[batch, labels]`.
     pub fn forward(&self, input: &BertInput, task: usize) -> Tensor<2> {
-        self.head_logits(self.pooled(input), task, input.dropout)
+        let pooled = self.pooled_with(input, self.adapter(task));
+        self.head_logits(pooled, task, input.dropout)
     }
 
-    /// Logits of every task for one batch, running the encoder once.
+    /// Logits of every task for one batch, running the encoder once per adapter set (once
+    /// without adapters).
     pub fn forward_all(&self, input: &BertInput) -> Vec<Tensor<2>> {
-        let pooled = self.pooled(input);
+        let mut pooled: Vec<(Option<usize>, Tensor<2>)> = Vec::new();
         (0..self.heads.len())
-            .map(|task| self.head_logits(pooled.clone(), task, input.dropout))
+            .map(|task| {
+                let set = self.task_adapters[task];
+                let vectors = match pooled.iter().find(|(s, _)| *s == set) {
+                    Some((_, vectors)) => vectors.clone(),
+                    None => {
+                        let vectors = self.pooled_with(input, self.adapter(task));
+                        pooled.push((set, vectors.clone()));
+                        vectors
+                    }
+                };
+                self.head_logits(vectors, task, input.dropout)
+            })
             .collect()
     }
+}
+
+/// Where the adapter sets' seeds start, past the heads' (`seed + i` for task `i`).
+pub(crate) const ADAPTER_SEEDS: u64 = 1 << 20;
+
+/// Each task's index in [`MtlConfig::adapter_sets`].
+pub(crate) fn task_adapters(config: &MtlConfig) -> Vec<Option<usize>> {
+    let sets = config.adapter_sets();
+    config
+        .tasks
+        .iter()
+        .map(|task| {
+            task.adapter.as_ref().map(|name| {
+                sets.iter()
+                    .position(|s| s == name)
+                    .expect("listed by adapter_sets")
+            })
+        })
+        .collect()
 }

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use mtl_bert::Pooling;
+use mtl_bert::{LoraConfig, LoraTargets, Pooling};
 use mtl_data::{DataFormat, EpochMode, PlanConfig, TaskSampler};
-use mtl_model::{HeadKind, ModelPart};
+use mtl_model::{AdapterConfig, AdapterScope, HeadKind, ModelPart};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
@@ -196,6 +196,65 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     #[doc = setting_doc!(cache_frozen_embeddings)]
     pub cache_frozen_embeddings: bool,
+    #[doc = setting_doc!(adapter)]
+    #[serde(with = "as_setting")]
+    pub adapter: Adapter,
+    #[doc = setting_doc!(adapter_targets)]
+    pub adapter_targets: LoraTargets,
+    #[doc = setting_doc!(adapter_scope)]
+    pub adapter_scope: AdapterScope,
+}
+
+/// The `adapter` setting: no adapters, or LoRA adapters of a rank and an alpha.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Adapter {
+    /// The encoder trains (or is frozen) as the other settings say.
+    #[default]
+    None,
+    /// `lora:RANK[:ALPHA]`.
+    Lora {
+        /// The rank (at least 1).
+        rank: usize,
+        /// Alpha (positive); the updates are scaled by `alpha / rank`.
+        alpha: f64,
+    },
+}
+
+impl std::str::FromStr for Adapter {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        if text == "none" {
+            return Ok(Self::None);
+        }
+        let bad = || format!("adapter {text:?}: expected none or lora:RANK[:ALPHA]");
+        let rest = text.strip_prefix("lora:").ok_or_else(bad)?;
+        let (rank, alpha) = match rest.split_once(':') {
+            Some((rank, alpha)) => (rank, Some(alpha)),
+            None => (rest, None),
+        };
+        let rank: usize = rank.parse().map_err(|_| bad())?;
+        if rank == 0 {
+            return Err(format!("adapter {text:?}: the rank must be at least 1"));
+        }
+        let alpha = match alpha {
+            Some(alpha) => alpha.parse::<f64>().map_err(|_| bad())?,
+            None => rank as f64,
+        };
+        if !(alpha.is_finite() && alpha > 0.0) {
+            return Err(format!("adapter {text:?}: alpha must be a positive number"));
+        }
+        Ok(Self::Lora { rank, alpha })
+    }
+}
+
+impl Setting for Adapter {
+    fn text(&self) -> String {
+        match self {
+            Self::None => "none".into(),
+            Self::Lora { rank, alpha } => format!("lora:{rank}:{alpha}"),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -236,6 +295,9 @@ impl Default for TrainConfig {
             bucket_window: 50,
             eval_batch_size: 64,
             cache_frozen_embeddings: true,
+            adapter: Adapter::None,
+            adapter_targets: LoraTargets::Attention,
+            adapter_scope: AdapterScope::PerTask,
         }
     }
 }
@@ -304,6 +366,21 @@ mod freeze_list {
 }
 
 impl TrainConfig {
+    /// The model's adapters as the `adapter*` settings describe them.
+    pub fn adapter_config(&self) -> Option<AdapterConfig> {
+        match self.adapter {
+            Adapter::None => None,
+            Adapter::Lora { rank, alpha } => Some(AdapterConfig {
+                lora: LoraConfig {
+                    rank,
+                    alpha,
+                    targets: self.adapter_targets,
+                },
+                scope: self.adapter_scope,
+            }),
+        }
+    }
+
     /// Reads a TOML (or, by extension, JSON) configuration; missing keys take the defaults.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text =
@@ -413,6 +490,24 @@ impl TrainConfig {
         }
         if self.unfreeze_every == Some(0) {
             return Err(Error::Config("unfreeze_every must be at least 1".into()));
+        }
+        if self.adapter != Adapter::None {
+            // The encoder is frozen under adapters: nothing of it to unfreeze or to combine.
+            if self.unfreeze_every.is_some() {
+                return Err(Error::Config(
+                    "unfreeze_every unfreezes encoder layers, which LoRA adapters keep frozen"
+                        .into(),
+                ));
+            }
+            if self.grad_aggregation != GradAggregation::Sum
+                || matches!(self.loss_weighting, LossWeighting::GradNorm { .. })
+            {
+                return Err(Error::Config(
+                    "grad_aggregation and gradnorm work on the shared encoder's gradients, \
+                     which LoRA adapters keep frozen: use them without an adapter"
+                        .into(),
+                ));
+            }
         }
         if let EpochMode::FixedSteps(steps) = self.epoch {
             let examples = steps

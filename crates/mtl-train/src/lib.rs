@@ -43,7 +43,7 @@ mod setting_doc;
 mod train;
 
 pub use checkpoint::Best;
-pub use config::{MAX_PLANNED_EXAMPLES, StepMode, TaskSpec, TrainConfig};
+pub use config::{Adapter, MAX_PLANNED_EXAMPLES, StepMode, TaskSpec, TrainConfig};
 pub use error::{Error, Result};
 pub use evaluate::evaluate;
 pub use metrics::{ClassScores, TaskMetrics};

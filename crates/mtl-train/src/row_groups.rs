@@ -121,7 +121,7 @@ mod tests {
             TaskConfig::new("a", &["x", "y", "z"]),
             TaskConfig::new("b", &["p", "q"]),
         ]);
-        MultiTaskModel::new(encoder, &mtl, 1, device)
+        MultiTaskModel::new(encoder, &config, &mtl, 1, device)
     }
 
     fn input(rows: usize, seq: usize, device: &Device) -> BertInput {

@@ -122,6 +122,11 @@ impl Run<'_> {
         for part in &self.frozen {
             model = model.freeze(part, &config)?;
         }
+        if config.adapter.is_some() {
+            // Under LoRA adapters the encoder's weights stay as loaded; its dropout stays on
+            // (as PEFT trains).
+            model.encoder = model.encoder.no_grad();
+        }
         self.classifier.model = model;
         Ok(note)
     }
@@ -130,7 +135,9 @@ impl Run<'_> {
     /// embeddings once (train and validation splits); returns the seconds it took.
     pub(crate) fn prepare_cache(&mut self) -> Result<f64> {
         let encoder_frozen = trainable_parameters(&self.classifier.model.encoder) == 0;
+        // With adapters the encoder's outputs change as they train: nothing to cache.
         if !encoder_frozen
+            || !self.classifier.model.adapters.is_empty()
             || self.config.unfreeze_every.is_some()
             || !self.config.cache_frozen_embeddings
         {

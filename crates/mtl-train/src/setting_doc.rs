@@ -128,6 +128,20 @@ macro_rules! setting_doc {
     (eval_batch_size) => {
         "Batch size for evaluation. Default: 64."
     };
+    (adapter) => {
+        "LoRA adapters on the frozen encoder: none, or lora:RANK[:ALPHA] (alpha default: the \
+         rank; updates scaled by alpha/rank). Only the adapters and the heads train, at \
+         head_lr; the encoder's weights stay as loaded. Default: none."
+    };
+    (adapter_targets) => {
+        "The layers that get adapters: attention (query, key, value and the attention \
+         output) or all (those and the feed-forward layers). Default: attention."
+    };
+    (adapter_scope) => {
+        "per-task (each task its own adapter set: tasks do not interfere, and a task added \
+         with --init leaves the others' outputs unchanged) or shared (one set for every task: \
+         the encoder runs once per text). Default: per-task."
+    };
     (cache_frozen_embeddings) => {
         "When the encoder is frozen for the whole run, compute its embeddings once and train \
          the heads on them (the same results, far faster). Default: true."

@@ -145,12 +145,14 @@ impl Prepared {
                     name: task.name.clone(),
                     labels: task.labels.clone(),
                     head: spec.head,
+                    adapter: None,
                 })
                 .collect(),
         );
         mtl.dropout = config.dropout;
         mtl.pooling = config.pooling;
         mtl.max_seq_length = Some(config.max_seq_length);
+        mtl.adapter = config.adapter_config();
         let train_device = device.clone().autodiff();
         let classifier = match init {
             Some(_) => {

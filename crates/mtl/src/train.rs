@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use mtl_bert::Pooling;
+use mtl_bert::{LoraTargets, Pooling};
 use mtl_data::{EpochMode, TaskSampler};
-use mtl_model::{HeadKind, ModelPart};
+use mtl_model::{AdapterScope, HeadKind, ModelPart};
 use mtl_train::{
-    GradAggregation, LossWeighting, Start, StepMode, Summary, TaskSpec, TrainConfig, read_records,
-    train,
+    Adapter, GradAggregation, LossWeighting, Start, StepMode, Summary, TaskSpec, TrainConfig,
+    read_records, train,
 };
 
 use crate::backend::BackendArgs;
@@ -111,6 +111,12 @@ pub struct TrainArgs {
     pub freeze: Vec<String>,
     #[arg(long, value_name = "N", help = mtl_train::setting_doc!(unfreeze_every))]
     pub unfreeze_every: Option<usize>,
+    #[arg(long, value_name = "none|lora:RANK[:ALPHA]", help = mtl_train::setting_doc!(adapter))]
+    pub adapter: Option<Adapter>,
+    #[arg(long, value_name = "attention|all", help = mtl_train::setting_doc!(adapter_targets))]
+    pub adapter_targets: Option<LoraTargets>,
+    #[arg(long, value_name = "per-task|shared", help = mtl_train::setting_doc!(adapter_scope))]
+    pub adapter_scope: Option<AdapterScope>,
     #[arg(long, value_name = "N", help = mtl_train::setting_doc!(eval_every))]
     pub eval_every: Option<usize>,
     #[arg(long, value_name = "N", help = mtl_train::setting_doc!(checkpoint_every))]
@@ -165,6 +171,9 @@ impl TrainArgs {
             grad_aggregation,
             dropout,
             pooling,
+            adapter,
+            adapter_targets,
+            adapter_scope,
             eval_every,
             checkpoint_every,
             log_every,
@@ -267,6 +276,9 @@ impl TrainArgs {
             self.grad_aggregation.is_some(),
             self.dropout.is_some(),
             self.pooling.is_some(),
+            self.adapter.is_some(),
+            self.adapter_targets.is_some(),
+            self.adapter_scope.is_some(),
             self.unfreeze_every.is_some(),
             self.eval_every.is_some(),
             self.checkpoint_every.is_some(),

@@ -49,6 +49,20 @@ impl LoraTargets {
     }
 }
 
+impl std::str::FromStr for LoraTargets {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "attention" => Ok(Self::Attention),
+            "all" => Ok(Self::All),
+            _ => Err(format!(
+                "unknown adapter targets {text:?} (expected attention or all)"
+            )),
+        }
+    }
+}
+
 impl std::fmt::Display for LoraTargets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -20,7 +20,7 @@ use tasks::data;
 
 /// A short run of the tiny model on `tasks` (`NAME=DIR`) into `output`: small batches and
 /// sequences, two epochs.
-fn tiny_config(tasks: &[String], output: &Path) -> TrainConfig {
+pub(crate) fn tiny_config(tasks: &[String], output: &Path) -> TrainConfig {
     TrainConfig {
         model: tiny_dir().display().to_string(),
         output: output.to_path_buf(),

@@ -10,6 +10,7 @@ mod reference_venv;
 #[path = "../../../../tests/support/tasks.rs"]
 mod tasks;
 
+mod adapters;
 mod aggregation_reference;
 mod library;
 mod multitask;
