@@ -308,6 +308,39 @@ impl MultiTaskClassifier {
         })
     }
 
+    /// A one-task model of task `task` with the task's adapter set merged into the encoder's
+    /// weights and no adapters left (`mtl export --merge-adapter`): saved, its encoder is a
+    /// plain Hugging Face BERT that `transformers` loads as adapted for the task, and its
+    /// predictions for the task are this model's (up to rounding). A task without a set keeps
+    /// the encoder as it is.
+    pub fn merged(&self, task: &str) -> Result<Self> {
+        let index = self.task_index(task)?;
+        let mut config = self.config.clone();
+        let mut task_config = config.tasks.swap_remove(index);
+        task_config.adapter = None;
+        config.tasks = vec![task_config];
+        config.adapter = None;
+        let encoder = match self.model.adapter(index) {
+            Some(adapter) => adapter.merge_into(self.model.encoder.clone()),
+            None => self.model.encoder.clone(),
+        };
+        let model = MultiTaskModel {
+            encoder,
+            dropout: self.model.dropout.clone(),
+            heads: vec![self.model.heads[index].clone()],
+            adapters: Vec::new(),
+            task_adapters: vec![None],
+            pooling: self.model.pooling,
+        };
+        Ok(Self {
+            model,
+            config,
+            bert_config: self.bert_config.clone(),
+            tokenizer: self.tokenizer.clone(),
+            tokenizer_files: self.tokenizer_files.clone(),
+        })
+    }
+
     /// The tasks, labels, pooling and dropout.
     pub fn config(&self) -> &MtlConfig {
         &self.config

@@ -16,6 +16,7 @@ pub mod embed;
 pub mod embedding_output;
 pub mod encoder_args;
 pub mod eval;
+pub mod export;
 pub mod model_arg;
 pub mod plot;
 pub mod predict;

@@ -24,6 +24,7 @@ enum Command {
     Eval(mtl::eval::EvalArgs),
     Predict(mtl::predict::PredictArgs),
     Serve(Box<mtl::serve::ServeArgs>),
+    Export(mtl::export::ExportArgs),
 }
 
 /// Runs the command; an error prints as `error: what failed: why` (its whole chain of
@@ -50,5 +51,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => mtl::eval::run(&args).map(drop),
         Command::Predict(args) => mtl::predict::run(&args),
         Command::Serve(args) => mtl::serve::run(&args),
+        Command::Export(args) => mtl::export::run(&args),
     }
 }

@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::BertConfig;
+use crate::model::BertModel;
 
 /// Which of each layer's linear layers get an adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -206,6 +207,51 @@ impl LoraAdapter {
             layers,
             config: *config,
         }
+    }
+}
+
+impl LoraAdapter {
+    /// `model` with every adapted layer's update merged into its weight (`W + (alpha / r) A B`,
+    /// as PEFT's `merge_and_unload`): a plain encoder that computes what `model` computes with
+    /// this adapter set, up to rounding.
+    ///
+    /// # Panics
+    /// If the adapter set is for another number of layers.
+    pub fn merge_into(&self, mut model: BertModel) -> BertModel {
+        assert_eq!(
+            self.layers.len(),
+            model.encoder.layer.len(),
+            "a LoRA adapter set for {} layers on an encoder of {}",
+            self.layers.len(),
+            model.encoder.layer.len()
+        );
+        for (layer, lora) in model.encoder.layer.iter_mut().zip(&self.layers) {
+            let attention = &mut layer.attention.self_attention;
+            merge(&mut attention.query, lora.query.as_ref());
+            merge(&mut attention.key, lora.key.as_ref());
+            merge(&mut attention.value, lora.value.as_ref());
+            merge(
+                &mut layer.attention.output.dense,
+                lora.attention_output.as_ref(),
+            );
+            merge(&mut layer.intermediate.dense, lora.intermediate.as_ref());
+            merge(&mut layer.output.dense, lora.output.as_ref());
+        }
+        model
+    }
+}
+
+/// `linear`'s weight plus `lora`'s update.
+fn merge(linear: &mut Linear, lora: Option<&Lora>) {
+    if let Some(lora) = lora {
+        let update = lora
+            .lora_a
+            .weight
+            .val()
+            .matmul(lora.lora_b.weight.val())
+            .mul_scalar(lora.scale);
+        let merged = (linear.weight.val() + update).detach();
+        linear.weight = Param::from_tensor(merged);
     }
 }
 

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use burn::module::Param;
 
 use super::*;
-use crate::{Backend, BertInput, BertModel, SentenceEncoder};
+use crate::{Backend, BertInput, SentenceEncoder};
 
 #[path = "../../../../tests/support/compare.rs"]
 #[allow(
@@ -84,33 +84,6 @@ fn with_random_b(adapter: LoraAdapter, seed: u64, device: &Device) -> LoraAdapte
     }
 }
 
-/// `linear`'s weight with the adapter's update merged in: `W + (alpha / r) A B`.
-fn merge(linear: &mut Linear, lora: &Option<Lora>) {
-    if let Some(lora) = lora {
-        let update = lora
-            .lora_a
-            .weight
-            .val()
-            .matmul(lora.lora_b.weight.val())
-            .mul_scalar(lora.scale);
-        linear.weight = Param::from_tensor((linear.weight.val() + update).detach());
-    }
-}
-
-/// `model` with every adapted layer's update merged into its weight.
-fn merged(mut model: BertModel, adapter: &LoraAdapter) -> BertModel {
-    for (layer, lora) in model.encoder.layer.iter_mut().zip(&adapter.layers) {
-        let attention = &mut layer.attention.self_attention;
-        merge(&mut attention.query, &lora.query);
-        merge(&mut attention.key, &lora.key);
-        merge(&mut attention.value, &lora.value);
-        merge(&mut layer.attention.output.dense, &lora.attention_output);
-        merge(&mut layer.intermediate.dense, &lora.intermediate);
-        merge(&mut layer.output.dense, &lora.output);
-    }
-    model
-}
-
 #[test]
 fn a_new_adapter_changes_nothing() {
     for device in [device(), device().autodiff()] {
@@ -138,7 +111,7 @@ fn the_adapted_encoder_equals_the_merged_one() {
             );
             let adapted = values(encoder.model().forward_adapted(&input, Some(&adapter)));
             let plain = values(encoder.model().forward(&input));
-            let reference = values(merged(encoder.model().clone(), &adapter).forward(&input));
+            let reference = values(adapter.merge_into(encoder.model().clone()).forward(&input));
             // NaN or infinity fails: the difference is NaN then.
             let diff = max_abs_diff(&adapted, &reference);
             assert!(diff <= 1e-5, "{targets}: {diff}");

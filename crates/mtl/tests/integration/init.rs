@@ -276,3 +276,98 @@ fn a_task_with_other_labels_than_the_saved_model_is_refused() {
     ]);
     assert_fails_with(&both, "--init");
 }
+
+/// The `probabilities` of each line of `mtl predict --format jsonl`'s output.
+fn probabilities(jsonl: &str) -> Vec<Vec<f32>> {
+    jsonl
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            serde_json::from_value(row["predictions"][0]["probabilities"].clone()).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn lora_adapters_from_the_command_line_add_a_task_and_export_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_task(
+        &root.join("topic"),
+        &[
+            ("sport", &["team", "win", "game"]),
+            ("tech", &["phone", "new", "app"]),
+        ],
+        1,
+    );
+    write_task(
+        &root.join("mood"),
+        &[("calm", &["quiet", "still"]), ("tense", &["loud", "rush"])],
+        3,
+    );
+    let first = root.join("first");
+    train_ok(&[
+        "--model".into(),
+        tiny_dir().display().to_string(),
+        "--task".into(),
+        format!("topic={}", root.join("topic").display()),
+        "--adapter".into(),
+        "lora:4".into(),
+        "--output".into(),
+        first.display().to_string(),
+    ]);
+    let second = root.join("second");
+    train_ok(&[
+        "--init".into(),
+        first.join("best").display().to_string(),
+        "--task".into(),
+        format!("mood={}", root.join("mood").display()),
+        "--adapter".into(),
+        "lora:4".into(),
+        "--output".into(),
+        second.display().to_string(),
+    ]);
+    let (old, new) = (first.join("best"), second.join("best"));
+    assert_eq!(predictions(&old, "topic"), predictions(&new, "topic"));
+    assert!(
+        new.join("adapters/mood/adapter_model.safetensors")
+            .is_file()
+    );
+
+    let exported = root.join("exported");
+    let output = mtl()
+        .args(["export", "--model", new.to_str().unwrap()])
+        .args([
+            "--merge-adapter",
+            "mood",
+            "--output",
+            exported.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_succeeded(&output);
+    assert!(!exported.join("adapters").exists());
+    let (adapted, merged) = (
+        probabilities(&predictions(&new, "mood")),
+        probabilities(&predictions(&exported, "mood")),
+    );
+    assert_eq!(adapted.len(), 3);
+    assert!(
+        max_abs_diff(&adapted.concat(), &merged.concat()) <= 1e-5,
+        "{adapted:?} vs {merged:?}"
+    );
+
+    // Adapters run at f32 only: int8 is refused, saying so.
+    let output = mtl()
+        .args([
+            "predict",
+            "--model",
+            new.to_str().unwrap(),
+            "--quantize",
+            "int8",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_fails_with(&output, "LoRA adapters, which run at f32 only");
+}
