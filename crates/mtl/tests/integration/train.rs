@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use common::{mtl, tiny_dir};
-use mtl_bert::Backend;
 use mtl_bert::collect_tensors;
+use mtl_bert::{Backend, LoraConfig, LoraTargets};
 use mtl_data::SplitMix64;
-use mtl_model::{MtlConfig, MultiTaskClassifier, TaskConfig};
+use mtl_model::{AdapterConfig, AdapterScope, MtlConfig, MultiTaskClassifier, TaskConfig};
 use tasks::data;
 
 /// `mtl train` on the tiny model and `tasks`, small batches and fast learning rates.
@@ -67,11 +67,17 @@ fn run_ok(args: &[String]) -> String {
 
 /// Every parameter of a checkpoint's model, by name.
 fn checkpoint_weights(run: &Path) -> Vec<(String, Vec<f32>)> {
+    checkpoint_weights_of(run, None)
+}
+
+/// [`checkpoint_weights`] of a model with `adapter`.
+fn checkpoint_weights_of(run: &Path, adapter: Option<AdapterConfig>) -> Vec<(String, Vec<f32>)> {
     let device = Backend::default_compiled().device(0).unwrap();
-    let config = MtlConfig::new(vec![
+    let mut config = MtlConfig::new(vec![
         TaskConfig::new("topic", &["sport", "tech"]),
         TaskConfig::new("sentiment", &["negative", "positive"]),
     ]);
+    config.adapter = adapter;
     let classifier = MultiTaskClassifier::from_pretrained(tiny_dir(), config, 0, &device).unwrap();
     let model = classifier
         .model
@@ -254,9 +260,32 @@ fn an_existing_run_is_not_overwritten_by_accident() {
 
 #[test]
 fn resuming_after_a_kill_gives_the_uninterrupted_result() {
+    kill_and_resume(&[], None);
+}
+
+#[test]
+fn resuming_lora_adapters_after_a_kill_gives_the_uninterrupted_result() {
+    let adapter = AdapterConfig {
+        lora: LoraConfig {
+            rank: 4,
+            alpha: 4.0,
+            targets: LoraTargets::All,
+        },
+        scope: AdapterScope::PerTask,
+    };
+    kill_and_resume(
+        &["--adapter", "lora:4", "--adapter-targets", "all"],
+        Some(adapter),
+    );
+}
+
+/// Trains the tiny model on the two tasks with `extra` settings twice, killing the second run
+/// after its first checkpoint and resuming it: the same final weights (of a model with
+/// `adapter`) and the same log.
+fn kill_and_resume(extra: &[&str], adapter: Option<AdapterConfig>) {
     let (_data, tasks) = data();
     let runs = tempfile::tempdir().unwrap();
-    let settings = [
+    let mut settings = [
         "--epochs",
         "12",
         "--checkpoint-every",
@@ -264,7 +293,9 @@ fn resuming_after_a_kill_gives_the_uninterrupted_result() {
         "--log-every",
         "5",
     ]
-    .map(String::from);
+    .map(String::from)
+    .to_vec();
+    settings.extend(extra.iter().map(|s| s.to_string()));
 
     let whole = runs.path().join("whole");
     let mut args = train_args(&tasks, &whole);
@@ -304,7 +335,14 @@ fn resuming_after_a_kill_gives_the_uninterrupted_result() {
         killed.display().to_string(),
     ]);
     assert!(stderr.contains("resuming at step"), "{stderr}");
-    let difference = max_difference(&checkpoint_weights(&whole), &checkpoint_weights(&killed));
+    let (a, b) = (
+        checkpoint_weights_of(&whole, adapter),
+        checkpoint_weights_of(&killed, adapter),
+    );
+    if adapter.is_some() {
+        assert!(a.iter().any(|(name, _)| name.starts_with("adapters.")));
+    }
+    let difference = max_difference(&a, &b);
     assert!(difference <= 1e-6, "final weights differ by {difference}");
     assert_eq!(
         metrics_without_seconds(&killed),
