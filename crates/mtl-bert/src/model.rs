@@ -146,13 +146,7 @@ impl BertModel {
     /// one).
     pub fn forward_adapted(&self, input: &BertInput, adapter: Option<&LoraAdapter>) -> Tensor<3> {
         if let Some(adapter) = adapter {
-            assert_eq!(
-                adapter.layers.len(),
-                self.encoder.layer.len(),
-                "a LoRA adapter set for {} layers on an encoder of {}",
-                adapter.layers.len(),
-                self.encoder.layer.len()
-            );
+            adapter.assert_fits(self);
         }
         let [batch, _] = input.input_ids.dims();
         let device = input.input_ids.device();

@@ -208,16 +208,9 @@ impl LoraAdapter {
             config: *config,
         }
     }
-}
 
-impl LoraAdapter {
-    /// `model` with every adapted layer's update merged into its weight (`W + (alpha / r) A B`,
-    /// as PEFT's `merge_and_unload`): a plain encoder that computes what `model` computes with
-    /// this adapter set, up to rounding.
-    ///
-    /// # Panics
-    /// If the adapter set is for another number of layers.
-    pub fn merge_into(&self, mut model: BertModel) -> BertModel {
+    /// Panics unless the set is for `model`'s number of layers.
+    pub(crate) fn assert_fits(&self, model: &BertModel) {
         assert_eq!(
             self.layers.len(),
             model.encoder.layer.len(),
@@ -225,6 +218,16 @@ impl LoraAdapter {
             self.layers.len(),
             model.encoder.layer.len()
         );
+    }
+
+    /// `model` with every adapted layer's update merged into its weight (`W + (alpha / r) A B`,
+    /// as PEFT's `merge_and_unload`): a plain encoder that computes what `model` computes with
+    /// this adapter set, up to rounding.
+    ///
+    /// # Panics
+    /// If the adapter set is for another number of layers.
+    pub fn merge_into(&self, mut model: BertModel) -> BertModel {
+        self.assert_fits(&model);
         for (layer, lora) in model.encoder.layer.iter_mut().zip(&self.layers) {
             let attention = &mut layer.attention.self_attention;
             merge(&mut attention.query, lora.query.as_ref());
