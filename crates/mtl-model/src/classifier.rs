@@ -190,15 +190,16 @@ impl MultiTaskClassifier {
         for (task, set) in config.tasks.iter_mut().zip(kept_sets) {
             task.adapter = set;
         }
+        // The saved sets stay as they are; a task this run trains without one gets a new set
+        // when the model has adapters (a saved task trained without them: a new set starts as
+        // the identity). The carried tasks keep what they ran with.
+        config.assign_adapters();
         for (old, head) in saved.config.tasks.iter().zip(saved_heads) {
             if let Some(head) = head {
                 config.tasks.push(old.clone());
                 heads.push(head);
             }
         }
-        // The saved sets stay as they are; a task without one gets a new set when the model
-        // has adapters (a saved task trained without them: a new set starts as the identity).
-        config.assign_adapters();
         config.validate()?;
         let saved_sets = saved.config.adapter_sets();
         let mut saved_adapters: Vec<Option<LoraAdapter>> =

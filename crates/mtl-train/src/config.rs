@@ -558,6 +558,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn adapters_are_read_from_toml_and_round_trip() {
+        let text =
+            "adapter = \"lora:8:16\"\nadapter_targets = \"all\"\nadapter_scope = \"shared\"\n";
+        let config: TrainConfig = toml::from_str(text).unwrap();
+        assert_eq!(
+            config.adapter,
+            Adapter::Lora {
+                rank: 8,
+                alpha: 16.0
+            }
+        );
+        let adapter = config.adapter_config().unwrap();
+        assert_eq!(adapter.lora.targets, LoraTargets::All);
+        assert_eq!(adapter.scope, AdapterScope::Shared);
+        assert_eq!(adapter.lora.scale(), 2.0);
+        // The run's resolved config.toml reads back the same.
+        let back: TrainConfig = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(back.adapter_config(), config.adapter_config());
+        // The rank defaults alpha; none and the default are no adapters.
+        let rank: TrainConfig = toml::from_str("adapter = \"lora:4\"").unwrap();
+        assert_eq!(
+            rank.adapter,
+            Adapter::Lora {
+                rank: 4,
+                alpha: 4.0
+            }
+        );
+        for text in ["adapter = \"none\"", ""] {
+            let none: TrainConfig = toml::from_str(text).unwrap();
+            assert!(none.adapter_config().is_none(), "{text:?}");
+        }
+        let error = toml::from_str::<TrainConfig>("adapter = \"lora:0\"").unwrap_err();
+        assert!(error.to_string().contains("at least 1"), "{error}");
+    }
+
+    #[test]
     fn a_plan_too_large_for_memory_is_refused_before_it_is_made() {
         let mut config = TrainConfig {
             epoch: EpochMode::FixedSteps(100_000_000),

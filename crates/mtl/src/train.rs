@@ -180,6 +180,11 @@ impl TrainArgs {
             bucket_window,
             seed
         );
+        if (self.adapter_targets.is_some() || self.adapter_scope.is_some())
+            && config.adapter == Adapter::None
+        {
+            bail!("--adapter-targets and --adapter-scope shape LoRA adapters: give --adapter too");
+        }
         if self.revision.is_some() {
             config.revision = self.revision.clone();
         }

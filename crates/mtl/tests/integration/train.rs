@@ -563,6 +563,45 @@ fn configuration_errors_are_clear() {
             assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
         }
     }
+
+    // LoRA adapters' flags.
+    for (extra, expected) in [
+        (&["--adapter", "lora:0"][..], "the rank must be at least 1"),
+        (&["--adapter", "lora"], "expected none or lora:RANK[:ALPHA]"),
+        (
+            &["--adapter", "lora:4:-1"],
+            "alpha must be a positive number",
+        ),
+        (
+            &["--adapter-targets", "ffn"],
+            "unknown adapter targets \"ffn\"",
+        ),
+        (&["--adapter-scope", "shared"], "give --adapter too"),
+        (
+            &[
+                "--adapter",
+                "lora:4",
+                "--step-mode",
+                "joint",
+                "--grad-aggregation",
+                "pcgrad",
+            ],
+            "which LoRA adapters keep frozen",
+        ),
+    ] {
+        let mut args = train_args(&tasks, &runs.path().join("run4"));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = mtl().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected) && !stderr.contains("panicked"),
+            "{extra:?}: {stderr}"
+        );
+        assert!(
+            !runs.path().join("run4").exists(),
+            "{extra:?}: a run was made"
+        );
+    }
 }
 
 /// The settings of the crash-safety runs: 2 epochs of 24 steps, a checkpoint every 10 steps,
