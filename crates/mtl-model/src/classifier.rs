@@ -425,17 +425,8 @@ impl MultiTaskClassifier {
             let (positions, batch) = batch?;
             let input = batch.to_input(&device);
             // The encoder runs once per adapter set the tasks use (once without adapters).
-            let mut pooled: Vec<(Option<usize>, Tensor<2>)> = Vec::new();
-            for &task in &tasks {
-                let set = model.task_adapters[task];
-                let vectors = match pooled.iter().find(|(s, _)| *s == set) {
-                    Some((_, vectors)) => vectors.clone(),
-                    None => {
-                        let vectors = model.pooled_with(&input, model.adapter(task));
-                        pooled.push((set, vectors.clone()));
-                        vectors
-                    }
-                };
+            let pooled = model.pooled_per_task(&input, &tasks);
+            for (&task, vectors) in tasks.iter().zip(pooled) {
                 let probabilities = softmax(model.head_logits(vectors, task, None), 1);
                 let labels = &self.config.tasks[task].labels;
                 let values: Vec<f32> = probabilities.into_data().try_into_vec().map_err(|e| {

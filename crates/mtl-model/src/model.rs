@@ -134,19 +134,28 @@ impl MultiTaskModel {
     /// Logits of every task for one batch, running the encoder once per adapter set (once
     /// without adapters).
     pub fn forward_all(&self, input: &BertInput) -> Vec<Tensor<2>> {
-        let mut pooled: Vec<(Option<usize>, Tensor<2>)> = Vec::new();
-        (0..self.heads.len())
-            .map(|task| {
+        let tasks: Vec<usize> = (0..self.heads.len()).collect();
+        self.pooled_per_task(input, &tasks)
+            .into_iter()
+            .zip(tasks)
+            .map(|(pooled, task)| self.head_logits(pooled, task, input.dropout))
+            .collect()
+    }
+
+    /// The pooled vectors each of `tasks` sees (its adapter set's), in the order of `tasks`,
+    /// running the encoder once per distinct set (once without adapters).
+    pub fn pooled_per_task(&self, input: &BertInput, tasks: &[usize]) -> Vec<Tensor<2>> {
+        let mut by_set: Vec<(Option<usize>, Tensor<2>)> = Vec::new();
+        tasks
+            .iter()
+            .map(|&task| {
                 let set = self.task_adapters[task];
-                let vectors = match pooled.iter().find(|(s, _)| *s == set) {
-                    Some((_, vectors)) => vectors.clone(),
-                    None => {
-                        let vectors = self.pooled_with(input, self.adapter(task));
-                        pooled.push((set, vectors.clone()));
-                        vectors
-                    }
-                };
-                self.head_logits(vectors, task, input.dropout)
+                if let Some((_, pooled)) = by_set.iter().find(|(s, _)| *s == set) {
+                    return pooled.clone();
+                }
+                let pooled = self.pooled_with(input, self.adapter(task));
+                by_set.push((set, pooled.clone()));
+                pooled
             })
             .collect()
     }
